@@ -1,1 +1,168 @@
-// placeholder until written
+// cli.cpp: subcommands of `lazarus`.
+//
+//   lazarus run [SPEC] [--set section.key=value]... [--state-dir DIR]
+//   lazarus spec print [SPEC] [--set ...]        the resolved spec (table or --toml)
+//   lazarus data prepare --input FILE... --output DIR [--val-fraction F]
+//   lazarus ckpt export --format llmc STATE_DIR OUT.bin
+//   lazarus sample STATE_DIR [--prompt TEXT] [--tokens N]
+#include "actors/cli.hpp"
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "actors/local_run.hpp"
+#include "actors/run_files.hpp"
+#include "checkpoint/llmc_format.hpp"
+#include "config/run_spec.hpp"
+#include "engine/prepare.hpp"
+
+namespace lz::actors {
+
+namespace {
+
+struct spec_args {
+  std::string path;                // "" : the embedded default
+  std::vector<std::string> sets;   // --set section.key=value
+};
+
+void add_spec_args(CLI::App* cmd, spec_args& args) {
+  cmd->add_option("spec", args.path, "run spec (TOML); the embedded default when omitted");
+  cmd->add_option("--set", args.sets, "override a spec key: section.key=value (repeatable)");
+}
+
+config::run_spec resolve_spec(const spec_args& args) {
+  std::vector<config::spec_override> overrides;
+  for (const auto& s : args.sets) overrides.push_back(config::parse_override(s));
+  return args.path.empty() ? config::embedded_default_spec(overrides)
+                           : config::load_spec_file(args.path, overrides);
+}
+
+int cmd_run(const spec_args& args, std::string state_dir, bool no_progress) {
+  const config::run_spec spec = resolve_spec(args);
+  if (state_dir.empty()) state_dir = "runs/" + spec.run.name;
+  run_local(spec, {state_dir, !no_progress});
+  return 0;
+}
+
+int cmd_spec_print(const spec_args& args, bool toml) {
+  const config::run_spec spec = resolve_spec(args);
+  std::printf("%s\n", toml ? config::format_spec_toml(spec).c_str()
+                           : config::format_spec_table(spec).c_str());
+  return 0;
+}
+
+int cmd_data_prepare(const std::vector<std::string>& inputs, const std::string& output,
+                     double val_fraction) {
+  const engine::prepare_result r = engine::prepare_text_shards(inputs, output, val_fraction);
+  std::printf("prepared %lld train and %lld validation tokens (byte-level) in %s:\n",
+              static_cast<long long>(r.train_tokens), static_cast<long long>(r.val_tokens),
+              output.c_str());
+  for (const auto& f : r.files) std::printf("  %s\n", f.c_str());
+  return 0;
+}
+
+int cmd_ckpt_export(const std::string& format, const std::string& state_dir,
+                    const std::string& out) {
+  if (format != "llmc") {
+    LZ_THROW(spec_error, "unknown export format '{}': the supported format is 'llmc'", format);
+  }
+  const checkpoint::llmc_model m = checkpoint::read_llmc_model(final_model_path(state_dir));
+  checkpoint::write_llmc_model(out, m.header, m.params.data(),
+                               static_cast<int64_t>(m.params.size()));
+  std::printf("exported %zu parameters (L %d C %d NH %d Vp %d) from %s to %s\n",
+              m.params.size(), m.header.layers, m.header.channels, m.header.heads,
+              m.header.padded_vocab_size, state_dir.c_str(), out.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{"Lazarus: fault-tolerant training of transformer language models"};
+  app.require_subcommand(1);
+
+  spec_args run_args;
+  std::string state_dir;
+  bool no_progress = false;
+  auto* run = app.add_subcommand("run", "train a model from a run spec");
+  add_spec_args(run, run_args);
+  run->add_option("--state-dir", state_dir, "where the run keeps its files (runs/NAME)");
+  run->add_flag("--no-progress", no_progress, "no progress line on the terminal");
+
+  spec_args print_args;
+  bool print_toml = false;
+  auto* spec = app.add_subcommand("spec", "work with run specs");
+  spec->require_subcommand(1);
+  auto* print = spec->add_subcommand("print", "print the resolved spec");
+  add_spec_args(print, print_args);
+  print->add_flag("--toml", print_toml, "as TOML instead of a table");
+
+  std::vector<std::string> inputs;
+  std::string output;
+  double val_fraction = 0.05;
+  auto* data = app.add_subcommand("data", "prepare training data");
+  data->require_subcommand(1);
+  auto* prepare = data->add_subcommand("prepare", "tokenize text files into token shards");
+  prepare->add_option("--input", inputs, "text files")->required()->check(CLI::ExistingFile);
+  prepare->add_option("--output", output, "output directory")->required();
+  prepare->add_option("--val-fraction", val_fraction, "fraction kept for validation")
+      ->check(CLI::Range(0.0, 0.5));
+
+  std::string format = "llmc", ckpt_dir, out_path;
+  auto* ckpt = app.add_subcommand("ckpt", "inspect and move checkpoints");
+  ckpt->require_subcommand(1);
+  auto* exp = ckpt->add_subcommand("export", "write the weights of a run in another format");
+  exp->add_option("--format", format, "output format (llmc: llm.c's gpt2 .bin)");
+  exp->add_option("state_dir", ckpt_dir, "state dir of a run")->required();
+  exp->add_option("out", out_path, "output file")->required();
+
+  std::string sample_dir, prompt;
+  int64_t sample_count = 200;
+  double temperature = 0.8;
+  uint64_t seed = 1;
+  int threads = 2;
+  auto* sample = app.add_subcommand("sample", "sample text from a run's final model");
+  sample->add_option("state_dir", sample_dir, "state dir of a run")->required();
+  sample->add_option("--prompt", prompt, "text to continue");
+  sample->add_option("--tokens", sample_count, "tokens to sample")->check(CLI::PositiveNumber);
+  sample->add_option("--temperature", temperature, "softmax temperature")
+      ->check(CLI::PositiveNumber);
+  sample->add_option("--seed", seed, "sampling seed");
+  sample->add_option("--threads", threads, "CPU threads")->check(CLI::PositiveNumber);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (run->parsed()) return cmd_run(run_args, state_dir, no_progress);
+    if (print->parsed()) return cmd_spec_print(print_args, print_toml);
+    if (prepare->parsed()) return cmd_data_prepare(inputs, output, val_fraction);
+    if (exp->parsed()) return cmd_ckpt_export(format, ckpt_dir, out_path);
+    if (sample->parsed()) {
+      std::printf("%s\n",
+                  sample_from_state_dir(sample_dir, prompt, sample_count, temperature, seed, threads)
+                      .c_str());
+      return 0;
+    }
+  } catch (const config::spec_invalid& e) {
+    std::fprintf(stderr, "lazarus: the run spec is invalid (%zu problem%s):\n",
+                 e.problems().size(), e.problems().size() == 1 ? "" : "s");
+    for (const auto& p : e.problems()) {
+      std::fprintf(stderr, "  %s: %s%s%s\n", e.source().c_str(), p.key_path.c_str(),
+                   p.key_path.empty() ? "" : ": ", p.message.c_str());
+    }
+    return 2;
+  } catch (const lz::error& e) {
+    std::fprintf(stderr, "lazarus: error: %s\n", e.what());
+    return 1;
+  }
+  return 1;
+}
+
+}  // namespace lz::actors

@@ -22,6 +22,8 @@ struct run_section {
   int64_t val_batches = 8;            // micro-batches of the validation set per evaluation
   int64_t sample_tokens = 200;        // tokens sampled from the model at the end (0: none)
   double sample_temperature = 0.8;    // softmax temperature for sampling
+
+  bool operator==(const run_section&) const = default;
 };
 
 struct model_section {
@@ -32,6 +34,8 @@ struct model_section {
   int64_t heads = 4;                  // NH
   int64_t channels = 128;             // C
   std::string init_from;              // llm.c gpt2 .bin to start from ("" : random init)
+
+  bool operator==(const model_section&) const = default;
 };
 
 struct data_section {
@@ -40,6 +44,8 @@ struct data_section {
   int64_t seq_len = 128;              // T: tokens per sequence
   int64_t micro_batch = 8;            // B: sequences per micro slot
   int64_t slots = 2;                  // micro slots per global batch (split among ranks)
+
+  bool operator==(const data_section&) const = default;
 };
 
 struct optimizer_section {
@@ -51,12 +57,16 @@ struct optimizer_section {
   double eps = 1e-8;
   double weight_decay = 0.1;          // decoupled, applied to matrices only
   double grad_clip = 1.0;             // max global gradient norm (0: no clipping)
+
+  bool operator==(const optimizer_section&) const = default;
 };
 
 struct parallel_section {
   int64_t ranks = 1;                  // data-parallel ranks (world size)
   int64_t nodes = 1;                  // node agents the ranks are spread over
   int64_t threads_per_rank = 2;       // CPU threads per rank (OpenMP)
+
+  bool operator==(const parallel_section&) const = default;
 };
 
 struct checkpoint_section {
@@ -65,10 +75,14 @@ struct checkpoint_section {
   int64_t keep_last = 3;              // keep the newest K checkpoints
   int64_t keep_every = 0;             // also keep every M-th step (0: none)
   bool async = true;                  // write in the background
+
+  bool operator==(const checkpoint_section&) const = default;
 };
 
 struct logging_section {
   std::string level = "info";         // trace, debug, info, warn, error
+
+  bool operator==(const logging_section&) const = default;
 };
 
 struct run_spec {
@@ -80,6 +94,8 @@ struct run_spec {
   checkpoint_section checkpoint;
   logging_section logging;
 
+  bool operator==(const run_spec&) const = default;
+
   // Vp after applying the "0 means round up to 128" rule.
   int64_t resolved_padded_vocab() const;
 };
@@ -88,6 +104,7 @@ struct run_spec {
 struct spec_problem {
   std::string key_path;   // e.g. "model.heads" (or "" for a TOML syntax error)
   std::string message;    // what is wrong and how to fix it
+  std::string source;     // where it came from when not the spec itself (e.g. "--set")
 };
 
 // Thrown with every problem of a spec at once; what() lists them one per line.

@@ -196,7 +196,9 @@ TEST_F(op_gradients, causal_attention_forward_and_backward_match_float64) {
       double row = 0;
       for (int t2 = 0; t2 < T; t2++) {
         const float p = att[(bh * T + t) * T + t2];
-        if (t2 > t) EXPECT_EQ(p, 0.0f);
+        if (t2 > t) {
+          EXPECT_EQ(p, 0.0f);
+        }
         row += p;
       }
       EXPECT_NEAR(row, 1.0, 1e-5);

@@ -1,0 +1,243 @@
+// local_run.cpp: the single-process training run (see local_run.hpp).
+#include "actors/local_run.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include <unistd.h>
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "actors/run_files.hpp"
+#include "checkpoint/file_io.hpp"
+#include "checkpoint/llmc_format.hpp"
+#include "config/json_writer.hpp"
+#include "engine/dataset.hpp"
+#include "engine/digest.hpp"
+#include "engine/gpt2.hpp"
+#include "engine/optimizer.hpp"
+#include "engine/sample.hpp"
+#include "engine/tokenizer.hpp"
+#include "engine/train_step.hpp"
+
+namespace lz::actors {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+std::shared_ptr<spdlog::logger> make_run_logger(const std::string& state_dir,
+                                                const std::string& level) {
+  auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_path(state_dir), true);
+  auto logger = std::make_shared<spdlog::logger>("run", spdlog::sinks_init_list{console, file});
+  logger->set_level(spdlog::level::from_str(level));
+  logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %n %^%l%$ %v");
+  logger->flush_on(spdlog::level::warn);
+  return logger;
+}
+
+checkpoint::llmc_header header_of(const engine::gpt2_config& c) {
+  return {static_cast<int32_t>(c.max_seq_len), static_cast<int32_t>(c.vocab_size),
+          static_cast<int32_t>(c.layers),      static_cast<int32_t>(c.heads),
+          static_cast<int32_t>(c.channels),    static_cast<int32_t>(c.padded_vocab_size)};
+}
+
+engine::gpt2_config config_of(const checkpoint::llmc_header& h) {
+  return {h.max_seq_len, h.vocab_size, h.padded_vocab_size, h.layers, h.heads, h.channels};
+}
+
+// Loads an llm.c model into `model`, whose shape the spec fixed; a mismatch names the keys.
+void load_init_from(engine::gpt2& model, const std::string& path) {
+  const checkpoint::llmc_model m = checkpoint::read_llmc_model(path);
+  const engine::gpt2_config want = model.config();
+  const engine::gpt2_config got = config_of(m.header);
+  if (!(got == want)) {
+    LZ_THROW(spec_error,
+             "model.init_from = '{}' has shape maxT {} V {} Vp {} L {} NH {} C {}, but the spec "
+             "says maxT {} V {} Vp {} L {} NH {} C {}: set model.max_seq_len, vocab_size, "
+             "padded_vocab_size, layers, heads and channels to the file's values",
+             path, got.max_seq_len, got.vocab_size, got.padded_vocab_size, got.layers, got.heads,
+             got.channels, want.max_seq_len, want.vocab_size, want.padded_vocab_size,
+             want.layers, want.heads, want.channels);
+  }
+  std::copy(m.params.begin(), m.params.end(), model.params());
+}
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<int64_t>(seconds + 0.5);
+  return fmt::format("{}:{:02d}:{:02d}", s / 3600, (s / 60) % 60, s % 60);
+}
+
+void write_text_file(const std::string& path, const std::string& text) {
+  checkpoint::write_file_durably(path, {{text.data(), text.size()}});
+}
+
+}  // namespace
+
+local_run_result run_local(const config::run_spec& spec, const local_run_options& options) {
+  const std::string& dir = options.state_dir;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    LZ_THROW(io_error, "cannot create state dir '{}': {}; pass a writable --state-dir", dir,
+             ec.message());
+  }
+  auto log = make_run_logger(dir, spec.logging.level);
+  write_text_file(spec_path(dir), config::format_spec_toml(spec));
+  std::printf("%s\n", config::format_spec_table(spec).c_str());
+  std::fflush(stdout);
+
+  // Data
+  const int64_t V = spec.model.vocab_size;
+  const int64_t T = spec.data.seq_len, B = spec.data.micro_batch, slots = spec.data.slots;
+  const auto train = engine::token_dataset::from_glob(spec.data.train_shards, V);
+  const auto val = engine::token_dataset::from_glob(spec.data.val_shards, V);
+  engine::train_batcher batcher(train, spec.run.seed, T, slots, B);
+  log->info("data: {} train tokens in {} shard(s), {} validation tokens; {} windows of {} "
+            "tokens per epoch, {} tokens per step ({:.2f} epochs in {} steps)",
+            train.num_tokens(), train.paths().size(), val.num_tokens(),
+            batcher.plan().windows_per_epoch(), T, slots * B * T,
+            batcher.plan().epoch_of(spec.run.steps), spec.run.steps);
+  if (spec.parallel.ranks > 1) {
+    log->info("parallel.ranks = {}: this runtime trains all {} slots in one process; the "
+              "global batch and the result are those of {} ranks",
+              spec.parallel.ranks, slots, spec.parallel.ranks);
+  }
+
+  // Model and optimizer
+  auto backend = kernels::make_cpu_backend(static_cast<int>(spec.parallel.threads_per_rank));
+  engine::gpt2 model(engine::gpt2_config::from_spec(spec), *backend);
+  if (spec.model.init_from.empty()) {
+    model.init_random(spec.run.seed);
+  } else {
+    load_init_from(model, spec.model.init_from);
+    log->info("model: weights from '{}'", spec.model.init_from);
+  }
+  log->info("model: {} parameters (L {} C {} NH {} Vp {}), backend {} with {} thread(s)",
+            model.num_params(), spec.model.layers, spec.model.channels, spec.model.heads,
+            model.config().padded_vocab_size, backend->name(), backend->threads());
+  engine::adamw_optimizer optimizer(
+      model.layout(), 0, model.num_params(),
+      {spec.optimizer.beta1, spec.optimizer.beta2, spec.optimizer.eps,
+       spec.optimizer.weight_decay});
+  const engine::lr_schedule schedule{spec.optimizer.lr, spec.optimizer.min_lr_ratio,
+                                     spec.optimizer.warmup_steps, spec.run.steps};
+  engine::train_step stepper(model, optimizer, batcher, schedule,
+                             {T, B, slots, 0, slots, spec.optimizer.grad_clip});
+
+  // Training loop
+  std::ofstream metrics(metrics_path(dir), std::ios::trunc);
+  if (!metrics) LZ_THROW(io_error, "cannot write '{}'", metrics_path(dir));
+  const bool tty = options.progress && ::isatty(STDERR_FILENO) == 1;
+  const int64_t log_every = std::max<int64_t>(1, spec.run.steps / 20);
+  local_run_result result;
+  double train_seconds = 0.0;
+  int64_t train_tokens = 0;
+  double val_loss = NAN;
+  for (int64_t step = 0; step < spec.run.steps; step++) {
+    const auto t0 = clock_type::now();
+    const engine::step_result r = stepper.run(step);
+    const double step_s = seconds_since(t0);
+    train_seconds += step_s;
+    train_tokens += r.tokens;
+    const bool last = step + 1 == spec.run.steps;
+    const bool evaluate = last || (spec.run.val_every_steps > 0 &&
+                                   (step + 1) % spec.run.val_every_steps == 0);
+    config::json_object line;
+    line.add("step", step + 1).add("loss", r.loss).add("lr", r.lr).add("grad_norm", r.grad_norm)
+        .add("step_ms", step_s * 1e3).add("tokens_per_s", static_cast<double>(r.tokens) / step_s)
+        .add("generation", int64_t{0});
+    if (evaluate) {
+      val_loss = engine::evaluate(model, val, spec.run.val_batches, B, T);
+      line.add("val_loss", val_loss);
+    }
+    metrics << line.str() << '\n';
+    metrics.flush();
+    result.final_loss = r.loss;
+
+    const double tok_s = static_cast<double>(train_tokens) / train_seconds;
+    const double eta = train_seconds / static_cast<double>(step + 1) *
+                       static_cast<double>(spec.run.steps - step - 1);
+    if (tty) {
+      std::fprintf(stderr, "\rstep %lld/%lld | loss %.4f | %.1fk tok/s | ETA %s   ",
+                   static_cast<long long>(step + 1), static_cast<long long>(spec.run.steps),
+                   r.loss, tok_s / 1e3, format_duration(eta).c_str());
+      if (last) std::fprintf(stderr, "\n");
+    }
+    if (evaluate) {
+      if (tty) std::fprintf(stderr, "\n");
+      log->info("g0 step {}: loss {:.4f} val_loss {:.4f} lr {:.3e} grad_norm {:.3f}", step + 1,
+                r.loss, val_loss, r.lr, r.grad_norm);
+    } else if (!tty && (step + 1) % log_every == 0) {
+      log->info("g0 step {}/{}: loss {:.4f} {:.0f} tok/s ETA {}", step + 1, spec.run.steps,
+                r.loss, tok_s, format_duration(eta));
+    }
+  }
+
+  // Results
+  result.steps = spec.run.steps;
+  result.val_loss = val_loss;
+  result.tokens_per_s = static_cast<double>(train_tokens) / train_seconds;
+  result.weights_sha256 = engine::sha256_hex(
+      model.params(), static_cast<size_t>(model.num_params()) * sizeof(float));
+  checkpoint::write_llmc_model(final_model_path(dir), header_of(model.config()), model.params(),
+                               model.num_params());
+  config::json_object summary;
+  summary.add("name", spec.run.name).add("steps", result.steps)
+      .add("final_loss", result.final_loss).add("val_loss", result.val_loss)
+      .add("tokens_per_s", result.tokens_per_s).add("train_seconds", train_seconds)
+      .add("num_params", model.num_params()).add("threads", backend->threads())
+      .add("weights_sha256", result.weights_sha256);
+  write_text_file(summary_path(dir), summary.str() + "\n");
+  log->info("done: {} steps, loss {:.4f}, val_loss {:.4f}, {:.0f} tok/s, weights sha256 {}",
+            result.steps, result.final_loss, result.val_loss, result.tokens_per_s,
+            result.weights_sha256);
+
+  if (spec.run.sample_tokens > 0 && V == 256) {
+    const engine::byte_tokenizer tok;
+    const auto prompt16 = tok.encode("And ");
+    const std::vector<int32_t> prompt(prompt16.begin(), prompt16.end());
+    const auto out = engine::sample_tokens(model, prompt, spec.run.sample_tokens,
+                                           spec.run.sample_temperature, spec.run.seed);
+    const std::vector<uint16_t> out16(out.begin(), out.end());
+    const std::string text = tok.decode(out16.data(), out16.size());
+    write_text_file(sample_path(dir), text);
+    std::printf("--- sample (%lld tokens, temperature %.2f) ---\n%s\n---\n",
+                static_cast<long long>(spec.run.sample_tokens), spec.run.sample_temperature,
+                text.c_str());
+  }
+  std::printf("%s\n", summary.str().c_str());
+  return result;
+}
+
+std::string sample_from_state_dir(const std::string& state_dir, const std::string& prompt,
+                                  int64_t tokens, double temperature, uint64_t seed,
+                                  int threads) {
+  const checkpoint::llmc_model m = checkpoint::read_llmc_model(final_model_path(state_dir));
+  if (m.header.vocab_size != 256) {
+    LZ_THROW(spec_error, "the model in '{}' has vocabulary {}; text sampling needs the "
+             "byte-level tokenizer (256)", state_dir, m.header.vocab_size);
+  }
+  auto backend = kernels::make_cpu_backend(threads);
+  engine::gpt2 model(config_of(m.header), *backend);
+  std::copy(m.params.begin(), m.params.end(), model.params());
+  const engine::byte_tokenizer tok;
+  const auto p16 = tok.encode(prompt.empty() ? std::string("\n") : prompt);
+  const auto out = engine::sample_tokens(model, std::vector<int32_t>(p16.begin(), p16.end()),
+                                         tokens, temperature, seed);
+  const std::vector<uint16_t> out16(out.begin(), out.end());
+  return tok.decode(out16.data(), out16.size());
+}
+
+}  // namespace lz::actors

@@ -1,0 +1,40 @@
+// local_run.hpp: `lazarus run` in one process: data, model, the training loop, metrics,
+// validation, the summary and a sample of text.
+//
+// State dir layout:
+//   spec.toml          the resolved spec of the run
+//   run.log            the log
+//   metrics.jsonl      one JSON object per step (val_loss on evaluation steps)
+//   summary.json       written at the end
+//   final_model.bin    the final weights as an llm.c model file
+//   sample.txt         text sampled from the final model
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "config/run_spec.hpp"
+
+namespace lz::actors {
+
+struct local_run_options {
+  std::string state_dir;
+  bool progress = true;  // a progress line on stderr when it is a terminal
+};
+
+struct local_run_result {
+  int64_t steps = 0;
+  double final_loss = 0.0;
+  double val_loss = 0.0;
+  double tokens_per_s = 0.0;
+  std::string weights_sha256;
+};
+
+local_run_result run_local(const config::run_spec& spec, const local_run_options& options);
+
+// Samples `tokens` bytes of text from the final model of a state dir.
+std::string sample_from_state_dir(const std::string& state_dir, const std::string& prompt,
+                                  int64_t tokens, double temperature, uint64_t seed,
+                                  int threads);
+
+}  // namespace lz::actors

@@ -1,0 +1,21 @@
+// file_io.hpp: durable writes. A file counts as written only after its bytes and its
+// directory entry are on disk: write to PATH.tmp, fsync, rename over PATH, fsync the
+// directory. Every failure is an lz::io_error naming the file and the system error.
+#pragma once
+
+#include <cstddef>
+#include <initializer_list>
+#include <string>
+
+namespace lz::checkpoint {
+
+// One buffer to write at the end of a durable file, in order.
+struct byte_span {
+  const void* data;
+  size_t size;
+};
+
+void write_file_durably(const std::string& path, std::initializer_list<byte_span> parts);
+void fsync_directory(const std::string& dir);
+
+}  // namespace lz::checkpoint
