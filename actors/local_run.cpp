@@ -124,6 +124,8 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
     load_init_from(model, spec.model.init_from);
     log->info("model: weights from '{}'", spec.model.init_from);
   }
+  const std::string initial_sha256 = engine::sha256_hex(
+      model.params(), static_cast<size_t>(model.num_params()) * sizeof(float));
   log->info("model: {} parameters (L {} C {} NH {} Vp {}), backend {} with {} thread(s)",
             model.num_params(), spec.model.layers, spec.model.channels, spec.model.heads,
             model.config().padded_vocab_size, backend->name(), backend->threads());
@@ -198,7 +200,7 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
       .add("final_loss", result.final_loss).add("val_loss", result.val_loss)
       .add("tokens_per_s", result.tokens_per_s).add("train_seconds", train_seconds)
       .add("num_params", model.num_params()).add("threads", backend->threads())
-      .add("weights_sha256", result.weights_sha256);
+      .add("initial_weights_sha256", initial_sha256).add("weights_sha256", result.weights_sha256);
   write_text_file(summary_path(dir), summary.str() + "\n");
   log->info("done: {} steps, loss {:.4f}, val_loss {:.4f}, {:.0f} tok/s, weights sha256 {}",
             result.steps, result.final_loss, result.val_loss, result.tokens_per_s,

@@ -49,7 +49,7 @@ struct data_section {
 };
 
 struct optimizer_section {
-  double lr = 1e-3;                   // peak learning rate
+  double lr = 3e-3;                   // peak learning rate
   double min_lr_ratio = 0.1;          // final lr as a fraction of lr (cosine decay)
   int64_t warmup_steps = 20;          // linear warmup steps
   double beta1 = 0.9;

@@ -15,12 +15,18 @@ std::vector<int32_t> sample_tokens(gpt2& model, std::vector<int32_t> prompt, int
   const int64_t V = model.config().vocab_size, Vp = model.config().padded_vocab_size;
   splitmix64 rng(seed);
   std::vector<double> weights(static_cast<size_t>(V));
+  // The forward runs on a window rounded up to a multiple of 32 tokens (padding after the
+  // context cannot change a causal model's prediction at the context's last position), so
+  // a handful of shapes serve the whole loop instead of one new GEMM shape per token.
+  const int64_t maxT = model.config().max_seq_len;
+  std::vector<int32_t> window;
   for (int64_t i = 0; i < count; i++) {
-    const int64_t T = std::min<int64_t>(static_cast<int64_t>(prompt.size()),
-                                        model.config().max_seq_len);
-    const int32_t* context = prompt.data() + prompt.size() - static_cast<size_t>(T);
-    model.forward(context, nullptr, 1, T);
-    const float* probs = model.probs() + (T - 1) * Vp;  // last position (Vp,)
+    const int64_t T = std::min<int64_t>(static_cast<int64_t>(prompt.size()), maxT);
+    const int64_t padded = std::min<int64_t>((T + 31) / 32 * 32, maxT);
+    window.assign(prompt.end() - T, prompt.end());
+    window.resize(static_cast<size_t>(padded), 0);
+    model.forward(window.data(), nullptr, 1, padded);
+    const float* probs = model.probs() + (T - 1) * Vp;  // last real position (Vp,)
     double total = 0.0;
     for (int64_t v = 0; v < V; v++) {
       const double w = std::pow(static_cast<double>(probs[v]), 1.0 / temperature);

@@ -1,0 +1,66 @@
+// cli_support.hpp: running the `lazarus` executable from tests and reading what it wrote.
+#pragma once
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+
+#include <sys/wait.h>
+
+namespace lz::test {
+
+struct command_result {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs `lazarus ARGS` with output captured to a file in `dir`.
+inline command_result run_lazarus(const std::string& args, const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  const std::string log = dir + "/command.log";
+  const std::string cmd = std::string(LZ_EXE) + " " + args + " > " + log + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  command_result r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.output = read_file(log);
+  return r;
+}
+
+// The value of "key" in a flat JSON object (number or string), "" if absent.
+inline std::string json_field(const std::string& json, const std::string& key) {
+  const std::regex re("\"" + key + "\":(\"([^\"]*)\"|([-0-9.eE+a-z]+))");
+  std::smatch m;
+  if (!std::regex_search(json, m, re)) return "";
+  return m[2].matched ? m[2].str() : m[3].str();
+}
+
+inline double json_number(const std::string& json, const std::string& key) {
+  const std::string v = json_field(json, key);
+  return v.empty() ? NAN : std::stod(v);
+}
+
+// A fresh directory under the build tree for one test.
+inline std::string test_dir(const std::string& name) {
+  const std::string dir = std::string(LZ_BINARY_DIR) + "/test-runs/" + name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+inline std::string corpus_set_args() {
+  const std::string data = std::string(LZ_TESTDATA) + "/kjv";
+  return " --set data.train_shards=" + data + "/train_*.bin --set data.val_shards=" + data +
+         "/val_*.bin ";
+}
+
+}  // namespace lz::test
