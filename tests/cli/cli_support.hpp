@@ -4,7 +4,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <sstream>
 #include <string>
 
@@ -38,10 +37,16 @@ inline command_result run_lazarus(const std::string& args, const std::string& di
 
 // The value of "key" in a flat JSON object (number or string), "" if absent.
 inline std::string json_field(const std::string& json, const std::string& key) {
-  const std::regex re("\"" + key + "\":(\"([^\"]*)\"|([-0-9.eE+a-z]+))");
-  std::smatch m;
-  if (!std::regex_search(json, m, re)) return "";
-  return m[2].matched ? m[2].str() : m[3].str();
+  const std::string quoted = "\"" + key + "\":";
+  const size_t at = json.find(quoted);
+  if (at == std::string::npos) return "";
+  size_t i = at + quoted.size();
+  if (i < json.size() && json[i] == '"') {
+    const size_t end = json.find('"', i + 1);
+    return end == std::string::npos ? "" : json.substr(i + 1, end - i - 1);
+  }
+  const size_t end = json.find_first_of(",}", i);
+  return json.substr(i, end == std::string::npos ? std::string::npos : end - i);
 }
 
 inline double json_number(const std::string& json, const std::string& key) {

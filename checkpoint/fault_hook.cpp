@@ -1,0 +1,72 @@
+#include "checkpoint/fault_hook.hpp"
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include <unistd.h>
+
+namespace lz::checkpoint {
+
+namespace {
+
+struct armed_fault {
+  std::string point;
+  int64_t step = -1;  // -1: any step
+  fault_action action = fault_action::none;
+};
+
+armed_fault parse_fault() {
+  armed_fault f;
+  const char* env = std::getenv("LAZARUS_FAULT");
+  if (env == nullptr || *env == '\0') return f;
+  std::string spec = env;
+  f.action = fault_action::kill;
+  if (const auto colon = spec.find(':'); colon != std::string::npos) {
+    const std::string action = spec.substr(colon + 1);
+    spec.resize(colon);
+    if (action == "enospc") {
+      f.action = fault_action::enospc;
+    } else if (action != "kill") {
+      std::fprintf(stderr, "lazarus: LAZARUS_FAULT action '%s' is not kill or enospc; ignored\n",
+                   action.c_str());
+      return {};
+    }
+  }
+  if (const auto at = spec.find('@'); at != std::string::npos) {
+    f.step = std::strtoll(spec.c_str() + at + 1, nullptr, 10);
+    spec.resize(at);
+  }
+  f.point = spec;
+  return f;
+}
+
+const armed_fault& armed() {
+  static const armed_fault f = parse_fault();  // read once; immutable afterwards
+  return f;
+}
+
+}  // namespace
+
+fault_action fault_at(std::string_view point, int64_t step) {
+  const armed_fault& f = armed();
+  if (f.action == fault_action::none || f.point != point) return fault_action::none;
+  if (f.step >= 0 && f.step != step) return fault_action::none;
+  return f.action;
+}
+
+void fault_point(std::string_view point, int64_t step) {
+  if (fault_at(point, step) == fault_action::kill) {
+    std::fprintf(stderr, "lazarus: fault injected at %.*s (step %lld): SIGKILL\n",
+                 static_cast<int>(point.size()), point.data(), static_cast<long long>(step));
+    std::fflush(stderr);
+    ::kill(::getpid(), SIGKILL);
+  }
+}
+
+bool fault_enospc(std::string_view point, int64_t step) {
+  return fault_at(point, step) == fault_action::enospc;
+}
+
+}  // namespace lz::checkpoint
