@@ -3,7 +3,8 @@
 //   lazarus run [SPEC] [--set section.key=value]... [--state-dir DIR]
 //   lazarus spec print [SPEC] [--set ...]        the resolved spec (table or --toml)
 //   lazarus data prepare --input FILE... --output DIR [--val-fraction F]
-//   lazarus ckpt export --format llmc STATE_DIR OUT.bin
+//   lazarus ckpt ls | verify | inspect STATE_DIR [--step N] [--json]
+//   lazarus ckpt export --format llmc STATE_DIR OUT.bin [--step N]
 //   lazarus sample STATE_DIR [--prompt TEXT] [--tokens N]
 #include "actors/cli.hpp"
 
@@ -13,6 +14,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "actors/ckpt_commands.hpp"
 #include "actors/local_run.hpp"
 #include "actors/run_files.hpp"
 #include "checkpoint/llmc_format.hpp"
@@ -64,18 +66,13 @@ int cmd_data_prepare(const std::vector<std::string>& inputs, const std::string& 
   return 0;
 }
 
-int cmd_ckpt_export(const std::string& format, const std::string& state_dir,
-                    const std::string& out) {
-  if (format != "llmc") {
-    LZ_THROW(spec_error, "unknown export format '{}': the supported format is 'llmc'", format);
-  }
-  const checkpoint::llmc_model m = checkpoint::read_llmc_model(final_model_path(state_dir));
-  checkpoint::write_llmc_model(out, m.header, m.params.data(),
-                               static_cast<int64_t>(m.params.size()));
-  std::printf("exported %zu parameters (L %d C %d NH %d Vp %d) from %s to %s\n",
-              m.params.size(), m.header.layers, m.header.channels, m.header.heads,
-              m.header.padded_vocab_size, state_dir.c_str(), out.c_str());
-  return 0;
+// Adds the arguments every `lazarus ckpt` command takes.
+void add_ckpt_args(CLI::App* cmd, ckpt_command_options& o, int64_t& step, bool with_json) {
+  cmd->add_option("state_dir", o.state_dir, "state dir of a run")->required();
+  cmd->add_option("--step", step, "the checkpoint at this step");
+  cmd->add_option("--checkpoint-dir", o.checkpoint_dir,
+                  "where the shard files are, when checkpoint.dir was set");
+  if (with_json) cmd->add_flag("--json", o.json, "one JSON object per line");
 }
 
 }  // namespace
@@ -111,12 +108,20 @@ int run_cli(int argc, char** argv) {
   prepare->add_option("--val-fraction", val_fraction, "fraction kept for validation")
       ->check(CLI::Range(0.0, 0.5));
 
-  std::string format = "llmc", ckpt_dir, out_path;
-  auto* ckpt = app.add_subcommand("ckpt", "inspect and move checkpoints");
+  std::string format = "llmc", out_path;
+  ckpt_command_options ckpt_opts;
+  int64_t ckpt_step = -1;
+  auto* ckpt = app.add_subcommand("ckpt", "list, verify, inspect and export checkpoints");
   ckpt->require_subcommand(1);
+  auto* ls = ckpt->add_subcommand("ls", "list the checkpoints of a state dir");
+  auto* verify = ckpt->add_subcommand("verify", "re-read every shard and check every checksum");
+  auto* inspect = ckpt->add_subcommand("inspect", "manifest, shards, ranges and tensor table");
   auto* exp = ckpt->add_subcommand("export", "write the weights of a run in another format");
+  add_ckpt_args(ls, ckpt_opts, ckpt_step, true);
+  add_ckpt_args(verify, ckpt_opts, ckpt_step, true);
+  add_ckpt_args(inspect, ckpt_opts, ckpt_step, true);
+  add_ckpt_args(exp, ckpt_opts, ckpt_step, false);
   exp->add_option("--format", format, "output format (llmc: llm.c's gpt2 .bin)");
-  exp->add_option("state_dir", ckpt_dir, "state dir of a run")->required();
   exp->add_option("out", out_path, "output file")->required();
 
   std::string sample_dir, prompt;
@@ -143,7 +148,16 @@ int run_cli(int argc, char** argv) {
     if (run->parsed()) return cmd_run(run_args, state_dir, no_progress);
     if (print->parsed()) return cmd_spec_print(print_args, print_toml);
     if (prepare->parsed()) return cmd_data_prepare(inputs, output, val_fraction);
-    if (exp->parsed()) return cmd_ckpt_export(format, ckpt_dir, out_path);
+    if (ckpt_step >= 0) ckpt_opts.step = ckpt_step;
+    if (ls->parsed()) return ckpt_ls(ckpt_opts);
+    if (verify->parsed()) return ckpt_verify(ckpt_opts);
+    if (inspect->parsed()) return ckpt_inspect(ckpt_opts);
+    if (exp->parsed()) {
+      if (format != "llmc") {
+        LZ_THROW(spec_error, "unknown export format '{}': the supported format is 'llmc'", format);
+      }
+      return ckpt_export_llmc(ckpt_opts, out_path);
+    }
     if (sample->parsed()) {
       std::printf("%s\n",
                   sample_from_state_dir(sample_dir, prompt, sample_count, temperature, seed, threads)

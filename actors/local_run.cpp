@@ -2,6 +2,8 @@
 #include "actors/local_run.hpp"
 
 #include <chrono>
+#include <cinttypes>
+#include <random>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -14,7 +16,12 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "actors/model_descriptor.hpp"
 #include "actors/run_files.hpp"
+#include "checkpoint/catalog.hpp"
+#include "checkpoint/checkpointer.hpp"
+#include "checkpoint/fault_hook.hpp"
+#include "checkpoint/restore.hpp"
 #include "checkpoint/file_io.hpp"
 #include "checkpoint/llmc_format.hpp"
 #include "config/json_writer.hpp"
@@ -47,21 +54,11 @@ std::shared_ptr<spdlog::logger> make_run_logger(const std::string& state_dir,
   return logger;
 }
 
-checkpoint::llmc_header header_of(const engine::gpt2_config& c) {
-  return {static_cast<int32_t>(c.max_seq_len), static_cast<int32_t>(c.vocab_size),
-          static_cast<int32_t>(c.layers),      static_cast<int32_t>(c.heads),
-          static_cast<int32_t>(c.channels),    static_cast<int32_t>(c.padded_vocab_size)};
-}
-
-engine::gpt2_config config_of(const checkpoint::llmc_header& h) {
-  return {h.max_seq_len, h.vocab_size, h.padded_vocab_size, h.layers, h.heads, h.channels};
-}
-
 // Loads an llm.c model into `model`, whose shape the spec fixed; a mismatch names the keys.
 void load_init_from(engine::gpt2& model, const std::string& path) {
   const checkpoint::llmc_model m = checkpoint::read_llmc_model(path);
   const engine::gpt2_config want = model.config();
-  const engine::gpt2_config got = config_of(m.header);
+  const engine::gpt2_config got = gpt2_config_of(m.header);
   if (!(got == want)) {
     LZ_THROW(spec_error,
              "model.init_from = '{}' has shape maxT {} V {} Vp {} L {} NH {} C {}, but the spec "
@@ -72,6 +69,39 @@ void load_init_from(engine::gpt2& model, const std::string& path) {
              want.layers, want.heads, want.channels);
   }
   std::copy(m.params.begin(), m.params.end(), model.params());
+}
+
+// A random run id (16 hex digits).
+std::string new_run_id() {
+  std::random_device rd;
+  const uint64_t id = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  return fmt::format("{:016x}", id);
+}
+
+// Opens metrics.jsonl for appending after keeping only the lines of steps <= start_step
+// (a resumed run replays the steps after its checkpoint); loss_at_start gets the loss of
+// step start_step when that line exists.
+std::ofstream open_metrics(const std::string& path, int64_t start_step, double& loss_at_start) {
+  std::vector<std::string> kept;
+  if (start_step > 0) {
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+      int64_t step = -1;
+      double loss = NAN;
+      if (std::sscanf(line.c_str(), "{\"step\":%" SCNd64 ",\"loss\":%lf", &step, &loss) < 1) {
+        continue;
+      }
+      if (step > start_step) break;
+      if (step == start_step) loss_at_start = loss;
+      kept.push_back(line);
+    }
+  }
+  std::ofstream out(path, std::ios::trunc);
+  if (!out) LZ_THROW(io_error, "cannot write '{}': check that the state dir is writable", path);
+  for (const auto& line : kept) out << line << '\n';
+  out.flush();
+  return out;
 }
 
 std::string format_duration(double seconds) {
@@ -124,8 +154,6 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
     load_init_from(model, spec.model.init_from);
     log->info("model: weights from '{}'", spec.model.init_from);
   }
-  const std::string initial_sha256 = engine::sha256_hex(
-      model.params(), static_cast<size_t>(model.num_params()) * sizeof(float));
   log->info("model: {} parameters (L {} C {} NH {} Vp {}), backend {} with {} thread(s)",
             model.num_params(), spec.model.layers, spec.model.channels, spec.model.heads,
             model.config().padded_vocab_size, backend->name(), backend->threads());
@@ -138,16 +166,68 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
   engine::train_step stepper(model, optimizer, batcher, schedule,
                              {T, B, slots, 0, slots, spec.optimizer.grad_clip});
 
+  // Checkpoints: resume from the newest good one, then save every N steps
+  auto catalog = checkpoint::catalog::open(dir);
+  std::string run_id = catalog->run_id().value_or("");
+  if (run_id.empty()) {
+    run_id = new_run_id();
+    catalog->set_run_id(run_id);
+  }
+  const std::string ckpt_root =
+      spec.checkpoint.dir.empty() ? dir + "/checkpoints" : spec.checkpoint.dir;
+  checkpoint::checkpointer ckpt(
+      *catalog,
+      {ckpt_root, {spec.checkpoint.keep_last, spec.checkpoint.keep_every}, spec.checkpoint.async,
+       spec.checkpoint.when_busy == "skip"},
+      log);
+  ckpt.recover();
+  const int64_t P = model.num_params();
+  const std::string descriptor = model_descriptor(model.config());
+  int64_t start_step = 0;
+  const auto restored = checkpoint::restore_latest(
+      *catalog, ckpt_root, {0, P},
+      {{"params", model.params()}, {"adam_m", optimizer.m()}, {"adam_v", optimizer.v()}},
+      {descriptor, P}, *log);
+  if (restored) {
+    start_step = restored->record.step;
+    if (restored->meta.data_seed != spec.run.seed) {
+      LZ_THROW(spec_error, "the checkpoints in '{}' were trained with run.seed {}, this spec "
+               "says {}: resuming would change the data order; use the same run.seed or another "
+               "--state-dir", ckpt_root, restored->meta.data_seed, spec.run.seed);
+    }
+    log->info("g0 step {}: resumed from checkpoint step {} (run {})", start_step, start_step,
+              run_id);
+    catalog->append_event("resumed", config::json_object().add("step", start_step).str());
+  }
+  // the weights this process starts training from (after init, init_from or a restore)
+  const std::string initial_sha256 =
+      engine::sha256_hex(model.params(), static_cast<size_t>(P) * sizeof(float));
+  stepper.set_before_update([&ckpt] { ckpt.wait_snapshot(); });
+  auto save_checkpoint = [&](int64_t steps_done) {
+    checkpoint::shard_meta meta;
+    meta.run_id = run_id;
+    meta.step = steps_done;
+    meta.world_size = 1;
+    meta.rank = 0;
+    meta.flat_total = P;
+    meta.range = {0, P};
+    meta.data_seed = spec.run.seed;
+    meta.model = descriptor;
+    ckpt.save(meta, {{"params", model.params(), P}, {"adam_m", optimizer.m(), P},
+                     {"adam_v", optimizer.v(), P}});
+  };
+
   // Training loop
-  std::ofstream metrics(metrics_path(dir), std::ios::trunc);
-  if (!metrics) LZ_THROW(io_error, "cannot write '{}'", metrics_path(dir));
+  double resumed_loss = NAN;
+  std::ofstream metrics = open_metrics(metrics_path(dir), start_step, resumed_loss);
   const bool tty = options.progress && ::isatty(STDERR_FILENO) == 1;
   const int64_t log_every = std::max<int64_t>(1, spec.run.steps / 20);
   local_run_result result;
   double train_seconds = 0.0;
   int64_t train_tokens = 0;
   double val_loss = NAN;
-  for (int64_t step = 0; step < spec.run.steps; step++) {
+  result.final_loss = resumed_loss;
+  for (int64_t step = start_step; step < spec.run.steps; step++) {
     const auto t0 = clock_type::now();
     const engine::step_result r = stepper.run(step);
     const double step_s = seconds_since(t0);
@@ -169,7 +249,7 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
     result.final_loss = r.loss;
 
     const double tok_s = static_cast<double>(train_tokens) / train_seconds;
-    const double eta = train_seconds / static_cast<double>(step + 1) *
+    const double eta = train_seconds / static_cast<double>(step + 1 - start_step) *
                        static_cast<double>(spec.run.steps - step - 1);
     if (tty) {
       std::fprintf(stderr, "\rstep %lld/%lld | loss %.4f | %.1fk tok/s | ETA %s   ",
@@ -185,21 +265,30 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
       log->info("g0 step {}/{}: loss {:.4f} {:.0f} tok/s ETA {}", step + 1, spec.run.steps,
                 r.loss, tok_s, format_duration(eta));
     }
+    checkpoint::fault_point("train.after_step", step + 1);
+    if (spec.checkpoint.every_steps > 0 && (step + 1) % spec.checkpoint.every_steps == 0) {
+      save_checkpoint(step + 1);
+    }
   }
+  ckpt.wait_idle();
+  if (std::isnan(val_loss)) val_loss = engine::evaluate(model, val, spec.run.val_batches, B, T);
+  const checkpoint::checkpointer_stats cs = ckpt.stats();
 
   // Results
   result.steps = spec.run.steps;
   result.val_loss = val_loss;
-  result.tokens_per_s = static_cast<double>(train_tokens) / train_seconds;
+  result.tokens_per_s = train_seconds > 0 ? static_cast<double>(train_tokens) / train_seconds : 0.0;
   result.weights_sha256 = engine::sha256_hex(
       model.params(), static_cast<size_t>(model.num_params()) * sizeof(float));
-  checkpoint::write_llmc_model(final_model_path(dir), header_of(model.config()), model.params(),
+  checkpoint::write_llmc_model(final_model_path(dir), llmc_header_of(model.config()), model.params(),
                                model.num_params());
   config::json_object summary;
-  summary.add("name", spec.run.name).add("steps", result.steps)
+  summary.add("name", spec.run.name).add("run_id", run_id).add("steps", result.steps)
       .add("final_loss", result.final_loss).add("val_loss", result.val_loss)
       .add("tokens_per_s", result.tokens_per_s).add("train_seconds", train_seconds)
       .add("num_params", model.num_params()).add("threads", backend->threads())
+      .add("resumed_from_step", start_step).add("checkpoints_committed", cs.committed)
+      .add("checkpoints_failed", cs.failed).add("checkpoint_blocked_ms", cs.blocked_ms)
       .add("initial_weights_sha256", initial_sha256).add("weights_sha256", result.weights_sha256);
   write_text_file(summary_path(dir), summary.str() + "\n");
   log->info("done: {} steps, loss {:.4f}, val_loss {:.4f}, {:.0f} tok/s, weights sha256 {}",
@@ -232,7 +321,7 @@ std::string sample_from_state_dir(const std::string& state_dir, const std::strin
              "byte-level tokenizer (256)", state_dir, m.header.vocab_size);
   }
   auto backend = kernels::make_cpu_backend(threads);
-  engine::gpt2 model(config_of(m.header), *backend);
+  engine::gpt2 model(gpt2_config_of(m.header), *backend);
   std::copy(m.params.begin(), m.params.end(), model.params());
   const engine::byte_tokenizer tok;
   const auto p16 = tok.encode(prompt.empty() ? std::string("\n") : prompt);

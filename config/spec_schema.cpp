@@ -102,6 +102,7 @@ constexpr spec_key keys[] = {
   LZ_SPEC_KEY(checkpoint, keep_last, "keep the newest K checkpoints"),
   LZ_SPEC_KEY(checkpoint, keep_every, "also keep every M-th step (0: none)"),
   LZ_SPEC_KEY(checkpoint, async, "write checkpoints in the background"),
+  LZ_SPEC_KEY(checkpoint, when_busy, "a save due while one is in flight: \"wait\" or \"skip\""),
 
   LZ_SPEC_KEY(logging, level, "trace, debug, info, warn or error"),
 };

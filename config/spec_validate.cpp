@@ -125,6 +125,10 @@ void check_checkpoint(const checkpoint_section& checkpoint, rule_book& rules) {
                  "keep at least the newest checkpoint");
   rules.at_least(checkpoint.keep_every, 0, "checkpoint.keep_every",
                  "use 0 to keep only the newest ones");
+  rules.require(checkpoint.when_busy == "wait" || checkpoint.when_busy == "skip",
+                "checkpoint.when_busy",
+                fmt::format("unknown policy \"{}\": use \"wait\" or \"skip\"",
+                            checkpoint.when_busy));
 }
 
 void check_logging(const logging_section& logging, rule_book& rules) {

@@ -46,6 +46,7 @@ step_result train_step::run(int64_t step) {
     grad_scale = static_cast<float>(options_.grad_clip / (norm + 1e-6));
   }
   const double lr = schedule_.at(step);
+  if (before_update_) before_update_();
   optimizer_.step(k, model_.params(), model_.grads(), lr, step + 1, grad_scale);
 
   step_result r;

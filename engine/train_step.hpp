@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "engine/dataset.hpp"
@@ -39,6 +40,10 @@ public:
   train_step(gpt2& model, adamw_optimizer& optimizer, train_batcher& batcher,
              const lr_schedule& schedule, const train_step_options& options);
 
+  // Called after the backward passes and before the weights and moments change (a
+  // checkpoint snapshot in flight waits here).
+  void set_before_update(std::function<void()> hook) { before_update_ = std::move(hook); }
+
   // Runs optimizer step `step` (0-based). Throws lz::error if the loss is not finite,
   // before any weight changed.
   step_result run(int64_t step);
@@ -50,6 +55,7 @@ private:
   lr_schedule schedule_;
   train_step_options options_;
   std::vector<int32_t> inputs_, targets_;  // (B, T) each
+  std::function<void()> before_update_;
 };
 
 // Mean validation loss over `batches` micro-batches of (B, T) from the start of `val`.

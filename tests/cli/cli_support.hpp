@@ -1,6 +1,7 @@
 // cli_support.hpp: running the `lazarus` executable from tests and reading what it wrote.
 #pragma once
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -23,11 +24,14 @@ inline std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-// Runs `lazarus ARGS` with output captured to a file in `dir`.
-inline command_result run_lazarus(const std::string& args, const std::string& dir) {
+// Runs `lazarus ARGS` with output captured to a file in `dir`; `env` (e.g.
+// "LAZARUS_FAULT=shard.mid_write@10") is put in front of the command.
+inline command_result run_lazarus(const std::string& args, const std::string& dir,
+                                  const std::string& env = "") {
   std::filesystem::create_directories(dir);
   const std::string log = dir + "/command.log";
-  const std::string cmd = std::string(LZ_EXE) + " " + args + " > " + log + " 2>&1";
+  const std::string cmd = (env.empty() ? "" : "env " + env + " ") + std::string(LZ_EXE) + " " +
+                          args + " > " + log + " 2>&1";
   const int status = std::system(cmd.c_str());
   command_result r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -1,0 +1,234 @@
+#include "checkpoint/checkpointer.hpp"
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "checkpoint/fault_hook.hpp"
+#include "checkpoint/file_io.hpp"
+#include "config/json_writer.hpp"
+
+namespace lz::checkpoint {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+int64_t unix_ms_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+std::string checkpoint_dir_name(int64_t step) {
+  return fmt::format("step_{:08d}", step);
+}
+
+checkpointer::checkpointer(catalog& cat, const checkpointer_options& options,
+                           std::shared_ptr<spdlog::logger> log)
+  : catalog_(cat), options_(options), log_(std::move(log)) {
+  std::error_code ec;
+  fs::create_directories(options_.root_dir, ec);
+  if (ec) {
+    LZ_THROW(io_error, "cannot create checkpoint dir '{}': {}; set checkpoint.dir to a "
+             "writable directory", options_.root_dir, ec.message());
+  }
+  worker_ = std::thread([this] { worker_loop(); });
+}
+
+checkpointer::~checkpointer() {
+  {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return !pending_; });
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  worker_.join();
+}
+
+void checkpointer::recover() {
+  for (int64_t step : catalog_.pending_deletes()) {
+    const fs::path dir = fs::path(options_.root_dir) / checkpoint_dir_name(step);
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    if (ec) LZ_THROW(io_error, "cannot remove '{}': {}", dir.string(), ec.message());
+    catalog_.finish_delete(step);
+    log_->info("checkpoint: finished the interrupted deletion of step {}", step);
+  }
+  std::set<std::string> known;
+  for (const auto& r : catalog_.list()) known.insert(r.dir);
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(options_.root_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_directory() || !name.starts_with("step_") || known.count(name) != 0) continue;
+    fs::remove_all(entry.path(), ec);
+    log_->warn("checkpoint: removed '{}', a save that never committed", entry.path().string());
+    catalog_.append_event("uncommitted_removed",
+                          config::json_object().add("dir", entry.path().string()).str());
+  }
+}
+
+bool checkpointer::save(const shard_meta& meta, const std::vector<tensor_source>& tensors) {
+  const auto t0 = std::chrono::steady_clock::now();
+  {
+    std::unique_lock lock(mutex_);
+    if (pending_) {
+      if (options_.skip_when_busy) {
+        stats_.skipped++;
+        log_->warn("checkpoint: step {} skipped, the save of step {} is still in flight "
+                   "(checkpoint.when_busy = \"skip\")", meta.step, meta_.step);
+        return false;
+      }
+      log_->info("checkpoint: step {} waits for the save of step {} in flight "
+                 "(checkpoint.when_busy = \"wait\")", meta.step, meta_.step);
+      changed_.wait(lock, [this] { return !pending_; });
+    }
+    meta_ = meta;
+    sources_ = tensors;
+    pending_ = true;
+    phase_ = phase::copying;
+    stats_.started++;
+    stats_.blocked_ms += ms_since(t0);
+  }
+  changed_.notify_all();
+  if (!options_.async) wait_idle();
+  return true;
+}
+
+void checkpointer::wait_snapshot() {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::unique_lock lock(mutex_);
+  changed_.wait(lock, [this] { return phase_ != phase::copying; });
+  stats_.blocked_ms += ms_since(t0);
+}
+
+void checkpointer::wait_idle() {
+  std::unique_lock lock(mutex_);
+  changed_.wait(lock, [this] { return !pending_; });
+}
+
+checkpointer_stats checkpointer::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+void checkpointer::worker_loop() {
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      changed_.wait(lock, [this] { return pending_ || stopping_; });
+      if (!pending_ && stopping_) return;
+    }
+    run_save();
+    {
+      std::lock_guard lock(mutex_);
+      pending_ = false;
+      phase_ = phase::idle;
+    }
+    changed_.notify_all();
+  }
+}
+
+void checkpointer::run_save() {
+  const shard_meta meta = meta_;
+  const int64_t step = meta.step;
+  // 1. snapshot: the only part the training step may wait for
+  snapshot_.resize(sources_.size());
+  std::vector<tensor_source> copies;
+  for (size_t i = 0; i < sources_.size(); i++) {
+    snapshot_[i].resize(static_cast<size_t>(sources_[i].count));
+    std::memcpy(snapshot_[i].data(), sources_[i].data,
+                static_cast<size_t>(sources_[i].count) * sizeof(float));
+    copies.push_back({sources_[i].name, snapshot_[i].data(), sources_[i].count});
+  }
+  {
+    std::lock_guard lock(mutex_);
+    sources_.clear();
+    phase_ = phase::writing;
+  }
+  changed_.notify_all();
+  fault_point("checkpoint.after_snapshot", step);
+
+  // 2. write the shard durably, 3. commit, 4. retention
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string dir_name = checkpoint_dir_name(step);
+  const fs::path dir = fs::path(options_.root_dir) / dir_name;
+  const std::string file = fmt::format("shard_{:05d}_of_{:05d}.lzs", meta.rank, meta.world_size);
+  try {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) LZ_THROW(io_error, "cannot create '{}': {}", dir.string(), ec.message());
+    const shard_info info = write_shard((dir / file).string(), meta, copies);
+    fsync_directory(options_.root_dir);
+    checkpoint_record record;
+    record.step = step;
+    record.generation = meta.generation;
+    record.world_size = meta.world_size;
+    record.created_unix_ms = unix_ms_now();
+    record.total_bytes = info.file_bytes;
+    record.dir = dir_name;
+    record.shards.push_back({meta.rank, dir_name + "/" + file, info.file_bytes,
+                             info.header_xxh3, meta.range});
+    catalog_.commit(record);
+    const double ms = ms_since(t0);
+    catalog_.append_event("checkpoint_committed", config::json_object()
+                                                      .add("step", step)
+                                                      .add("bytes", static_cast<int64_t>(info.file_bytes))
+                                                      .add("write_ms", ms)
+                                                      .str());
+    {
+      std::lock_guard lock(mutex_);
+      stats_.committed++;
+    }
+    log_->info("g{} step {}: checkpoint committed, {:.1f} MiB in {:.0f} ms ({:.0f} MiB/s)",
+               meta.generation, step, static_cast<double>(info.file_bytes) / (1 << 20), ms,
+               static_cast<double>(info.file_bytes) / (1 << 20) / (ms / 1e3));
+    apply_retention();
+  } catch (const lz::error& e) {
+    std::error_code ec;
+    if (!catalog_.get(step)) fs::remove_all(dir, ec);  // nothing half-written stays behind
+    {
+      std::lock_guard lock(mutex_);
+      stats_.failed++;
+    }
+    log_->error("g{} step {}: checkpoint save failed, training goes on and the previous "
+                "checkpoint stays the latest: {}", meta.generation, step, e.what());
+    try {
+      catalog_.append_event("save_failed",
+                            config::json_object().add("step", step).add("error", e.what()).str());
+    } catch (const lz::error& e2) {
+      log_->error("checkpoint: could not record the failure in the catalog: {}", e2.what());
+    }
+  }
+}
+
+void checkpointer::apply_retention() {
+  const retention_decision d = choose_deletions(catalog_.list(), options_.retention);
+  for (int64_t step : d.delete_steps) {
+    catalog_.begin_delete(step);
+    const fs::path dir = fs::path(options_.root_dir) / checkpoint_dir_name(step);
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    if (ec) {
+      log_->error("checkpoint: removing '{}' failed ({}); it stays pending and is retried at "
+                  "the next start", dir.string(), ec.message());
+      continue;
+    }
+    catalog_.finish_delete(step);
+  }
+  if (!d.delete_steps.empty()) {
+    log_->info("checkpoint: retention deleted {} checkpoint(s); {}", d.delete_steps.size(),
+               d.reason);
+  }
+}
+
+}  // namespace lz::checkpoint

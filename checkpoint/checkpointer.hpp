@@ -1,0 +1,93 @@
+// checkpointer.hpp: saving checkpoints of one process's shard, asynchronously.
+//
+// save() is called at a step boundary. The state is copied to a host snapshot buffer on a
+// background thread while the caller goes on with the next forward and backward pass (they
+// only read the weights); the caller calls wait_snapshot() before it modifies the state
+// again (the optimizer update), which is the only stall training sees. The same thread then
+// writes the shard durably, commits the checkpoint to the catalog with one synced batch,
+// and applies retention. At most one save is in flight; a save due while one is in flight
+// waits for it or is skipped (options.skip_when_busy), and says so in the log.
+//
+// A save that fails (a full disk, an I/O error) is logged and recorded as a "save_failed"
+// event; training goes on and the previous committed checkpoint stays the latest.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include "checkpoint/catalog.hpp"
+#include "checkpoint/retention.hpp"
+#include "checkpoint/shard_format.hpp"
+
+namespace lz::checkpoint {
+
+struct checkpointer_options {
+  std::string root_dir;          // holds one directory per checkpoint: step_%08lld/
+  retention_policy retention;
+  bool async = true;             // false: save() returns when the checkpoint is committed
+  bool skip_when_busy = false;   // false: a save due while one is in flight waits for it
+};
+
+struct checkpointer_stats {
+  int64_t started = 0;
+  int64_t committed = 0;
+  int64_t failed = 0;
+  int64_t skipped = 0;
+  double blocked_ms = 0.0;       // total time callers spent waiting in save/wait_snapshot
+};
+
+// Directory of a checkpoint, relative to the root: "step_00000100".
+std::string checkpoint_dir_name(int64_t step);
+
+class checkpointer {
+public:
+  checkpointer(catalog& cat, const checkpointer_options& options,
+               std::shared_ptr<spdlog::logger> log);
+  ~checkpointer();  // waits for the save in flight
+  checkpointer(const checkpointer&) = delete;
+  checkpointer& operator=(const checkpointer&) = delete;
+
+  // Finishes interrupted deletions and removes checkpoint directories the catalog does not
+  // know (a save killed before its commit). Call once before the first save.
+  void recover();
+
+  // Starts saving `tensors` (each covering meta.range) as checkpoint meta.step. The sources
+  // must stay unchanged until wait_snapshot() returns. Returns false if skipped.
+  bool save(const shard_meta& meta, const std::vector<tensor_source>& tensors);
+  // Blocks until the snapshot of the last save has been copied.
+  void wait_snapshot();
+  // Blocks until no save is in flight.
+  void wait_idle();
+
+  checkpointer_stats stats() const;
+
+private:
+  enum class phase { idle, copying, writing };
+  void worker_loop();
+  void run_save();  // on the worker thread: copy, write, commit, retention
+  void apply_retention();
+
+  catalog& catalog_;
+  checkpointer_options options_;
+  std::shared_ptr<spdlog::logger> log_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  phase phase_ = phase::idle;
+  bool stopping_ = false;
+  bool pending_ = false;                 // a save was handed to the worker
+  shard_meta meta_;                      // of the save in flight
+  std::vector<tensor_source> sources_;   // valid until the copy is done
+  std::vector<std::vector<float>> snapshot_;  // host copy, one per tensor
+  checkpointer_stats stats_;
+  std::thread worker_;
+};
+
+}  // namespace lz::checkpoint
