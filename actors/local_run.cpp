@@ -203,7 +203,11 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
   const std::string initial_sha256 =
       engine::sha256_hex(model.params(), static_cast<size_t>(P) * sizeof(float));
   stepper.set_before_update([&ckpt] { ckpt.wait_snapshot(); });
-  auto save_checkpoint = [&](int64_t steps_done) {
+  if (spec.checkpoint.every_steps > 0) ckpt.reserve(3, P);
+  bool snapshot_open = false;  // the next update fills a checkpoint's snapshot
+  // Saves the state after `steps_done` steps: through the next optimizer update when there
+  // is one (it copies what it reads), else by a copy.
+  auto save_checkpoint = [&](int64_t steps_done, bool last) {
     checkpoint::shard_meta meta;
     meta.run_id = run_id;
     meta.step = steps_done;
@@ -213,8 +217,16 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
     meta.range = {0, P};
     meta.data_seed = spec.run.seed;
     meta.model = descriptor;
-    ckpt.save(meta, {{"params", model.params(), P}, {"adam_m", optimizer.m(), P},
-                     {"adam_v", optimizer.v(), P}});
+    if (last) {
+      ckpt.save(meta, {{"params", model.params(), P}, {"adam_m", optimizer.m(), P},
+                       {"adam_v", optimizer.v(), P}});
+      return;
+    }
+    const auto buffers = ckpt.begin_snapshot(meta, {"params", "adam_m", "adam_v"});
+    if (buffers) {
+      stepper.snapshot_next_update({(*buffers)[0], (*buffers)[1], (*buffers)[2]});
+      snapshot_open = true;
+    }
   };
 
   // Training loop
@@ -230,6 +242,10 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
   for (int64_t step = start_step; step < spec.run.steps; step++) {
     const auto t0 = clock_type::now();
     const engine::step_result r = stepper.run(step);
+    if (snapshot_open) {
+      ckpt.end_snapshot();
+      snapshot_open = false;
+    }
     const double step_s = seconds_since(t0);
     train_seconds += step_s;
     train_tokens += r.tokens;
@@ -267,7 +283,7 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
     }
     checkpoint::fault_point("train.after_step", step + 1);
     if (spec.checkpoint.every_steps > 0 && (step + 1) % spec.checkpoint.every_steps == 0) {
-      save_checkpoint(step + 1);
+      save_checkpoint(step + 1, last);
     }
   }
   ckpt.wait_idle();

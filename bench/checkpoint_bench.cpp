@@ -132,7 +132,7 @@ int main(int argc, char** argv) {
   const double bytes = 3.0 * static_cast<double>(P) * sizeof(float);
   const double mib = bytes / (1 << 20);
 
-  // 1. write and read bandwidth, three rounds each, medians
+  // 1. write and read bandwidth, five rounds each, medians
   std::vector<double> plain_w, plain_r, shard_w, shard_r;
   std::vector<std::vector<float>> back(3, std::vector<float>(static_cast<size_t>(P)));
   lz::checkpoint::shard_meta meta;
@@ -140,7 +140,7 @@ int main(int argc, char** argv) {
   meta.flat_total = P;
   meta.range = {0, P};
   meta.model = "gpt2 124M";
-  for (int round = 0; round < 3; round++) {
+  for (int round = 0; round < 5; round++) {
     const std::string plain = dir + "/plain.bin", shard = dir + "/shard.lzs";
     plain_w.push_back(plain_write(plain, state));
     drop_cache(plain);
@@ -198,38 +198,84 @@ int main(int argc, char** argv) {
   auto log = std::make_shared<spdlog::logger>("bench", std::make_shared<spdlog::sinks::null_sink_mt>());
   lz::checkpoint::checkpointer ckpt(*cat, {dir + "/state/checkpoints", {2, 0}, true, false}, log);
   step.set_before_update([&ckpt] { ckpt.wait_snapshot(); });
-  std::vector<double> plain_steps, save_steps;
-  const int steps = 16, save_every = 5;
-  for (int s = 0; s < steps; s++) {
+  // Baseline: the median of 6 steps with no save in flight. Then, for each of the two ways
+  // lazarus run can take a snapshot, one save: "fused" (the next AdamW update writes what it
+  // reads into the snapshot buffers; the default) and "copy" (a background copy
+  // overlapping forward and backward, waited for before the update). Steps go on until the
+  // save has committed. Stall: the time the steps spent blocked (in the checkpointer, and
+  // the snapshot step's extra time). Cost: all extra step time while the save was written
+  // (on these 2 cores the writer's CPU time comes out of training), in steps.
+  ckpt.reserve(3, P);
+  int s = 0;
+  auto timed_step = [&] {
     const auto t0 = clock_type::now();
-    bool saved = false;
-    if (s >= 2 && s % save_every == 0) {
-      meta.step = s;
-      meta.model = "gpt2 124M";
-      ckpt.save(meta, {{"params", model.params(), P}, {"adam_m", opt.m(), P},
-                       {"adam_v", opt.v(), P}});
-      saved = true;
-    }
-    step.run(s);
-    const double dt = seconds_since(t0);
-    if (s >= 2) (saved ? save_steps : plain_steps).push_back(dt);
+    step.run(s++);
+    return seconds_since(t0) * 1e3;
+  };
+  std::vector<double> base;
+  for (int i = 0; i < 8; i++) {
+    const double ms = timed_step();
+    if (i >= 2) base.push_back(ms);
   }
-  ckpt.wait_idle();
-  const auto st = ckpt.stats();
-  const double step_ms = median(plain_steps) * 1e3;
-  const double blocked_ms = st.blocked_ms / static_cast<double>(st.started);
-  const double save_step_ms = median(save_steps) * 1e3;
-  std::printf("\nasync save during 124M training (B4 T64, 2 threads), %lld saves:\n",
-              static_cast<long long>(st.started));
-  std::printf("  step without save %.0f ms, step that starts a save %.0f ms\n", step_ms, save_step_ms);
-  std::printf("  blocked in save/wait_snapshot %.1f ms per save = %.3f of a step\n", blocked_ms,
-              blocked_ms / step_ms);
-  std::printf("  step-time increase while saving: %.3f of a step\n", (save_step_ms - step_ms) / step_ms);
-  print_json(json, lz::config::json_object().add("name", "async_stall").add("step_ms", step_ms)
-                       .add("save_step_ms", save_step_ms).add("blocked_ms", blocked_ms)
-                       .add("stall_fraction", blocked_ms / step_ms)
-                       .add("slowdown_fraction", (save_step_ms - step_ms) / step_ms)
-                       .add("saves", st.started).add("committed", st.committed));
+  struct mode_result {
+    std::vector<double> snapshot_step_ms, blocked_ms, save_ms, cost_ms;
+    int64_t committed = 0;
+  };
+  mode_result results[2];
+  const char* modes[2] = {"fused", "copy"};
+  const int cycles = 3;
+  for (int cycle = 0; cycle < cycles; cycle++) {
+    for (int mi = 0; mi < 2; mi++) {
+      const bool fused = mi == 0;
+      mode_result& r = results[mi];
+      const auto before = ckpt.stats();
+      meta.step = s;
+      const auto t_save = clock_type::now();
+      const auto t_first = clock_type::now();
+      if (fused) {
+        const auto buffers = ckpt.begin_snapshot(meta, {"params", "adam_m", "adam_v"});
+        step.snapshot_next_update({(*buffers)[0], (*buffers)[1], (*buffers)[2]});
+      } else {
+        ckpt.save(meta, {{"params", model.params(), P}, {"adam_m", opt.m(), P},
+                         {"adam_v", opt.v(), P}});
+      }
+      step.run(s++);
+      if (fused) ckpt.end_snapshot();
+      r.snapshot_step_ms.push_back(seconds_since(t_first) * 1e3);
+      double total_ms = r.snapshot_step_ms.back();
+      int steps_during = 1;
+      for (int guard = 0; guard < 40 && ckpt.stats().committed == before.committed; guard++) {
+        total_ms += timed_step();
+        steps_during++;
+      }
+      ckpt.wait_idle();
+      r.save_ms.push_back(seconds_since(t_save) * 1e3);
+      const auto st = ckpt.stats();
+      r.blocked_ms.push_back(st.blocked_ms - before.blocked_ms);
+      r.committed += st.committed - before.committed;
+      r.cost_ms.push_back(total_ms - steps_during * median(base));
+      for (int i = 0; i < 2; i++) base.push_back(timed_step());  // clean steps between saves
+    }
+  }
+  const double step_ms = median(base);
+  std::printf("\n124M training step (B4 T64, 2 threads), no save in flight: %.0f ms (median of %zu)\n",
+              step_ms, base.size());
+  std::printf("%-6s %14s %11s %12s %10s %16s\n", "mode", "snapshot step", "stall", "stall/step",
+              "save ms", "background/steps");
+  for (int mi = 0; mi < 2; mi++) {
+    const mode_result& r = results[mi];
+    const double snap = median(r.snapshot_step_ms);
+    const double stall = std::max(0.0, snap - step_ms);
+    const double cost = median(r.cost_ms);
+    std::printf("%-6s %11.0f ms %8.1f ms %12.3f %10.0f %16.2f\n", modes[mi], snap, stall,
+                stall / step_ms, median(r.save_ms), cost / step_ms);
+    print_json(json, lz::config::json_object().add("name", std::string("async_stall_") + modes[mi])
+                         .add("step_ms", step_ms).add("snapshot_step_ms", snap)
+                         .add("stall_ms", stall).add("stall_fraction", stall / step_ms)
+                         .add("blocked_ms", median(r.blocked_ms)).add("save_ms", median(r.save_ms))
+                         .add("background_cost_steps", cost / step_ms)
+                         .add("saves", int64_t{cycles}).add("committed", r.committed));
+  }
   fs::remove_all(dir);
   return 0;
 }

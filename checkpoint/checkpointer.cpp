@@ -5,6 +5,9 @@
 #include <filesystem>
 #include <set>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include "checkpoint/fault_hook.hpp"
@@ -46,6 +49,7 @@ checkpointer::checkpointer(catalog& cat, const checkpointer_options& options,
 }
 
 checkpointer::~checkpointer() {
+  abandon_snapshot();
   {
     std::unique_lock lock(mutex_);
     changed_.wait(lock, [this] { return !pending_; });
@@ -77,27 +81,76 @@ void checkpointer::recover() {
   }
 }
 
-bool checkpointer::save(const shard_meta& meta, const std::vector<tensor_source>& tensors) {
+bool checkpointer::acquire(const shard_meta& meta, phase next) {
   const auto t0 = std::chrono::steady_clock::now();
-  {
-    std::unique_lock lock(mutex_);
-    if (pending_) {
-      if (options_.skip_when_busy) {
-        stats_.skipped++;
-        log_->warn("checkpoint: step {} skipped, the save of step {} is still in flight "
-                   "(checkpoint.when_busy = \"skip\")", meta.step, meta_.step);
-        return false;
-      }
-      log_->info("checkpoint: step {} waits for the save of step {} in flight "
-                 "(checkpoint.when_busy = \"wait\")", meta.step, meta_.step);
-      changed_.wait(lock, [this] { return !pending_; });
+  std::unique_lock lock(mutex_);
+  if (pending_) {
+    if (options_.skip_when_busy) {
+      stats_.skipped++;
+      log_->warn("checkpoint: step {} skipped, the save of step {} is still in flight "
+                 "(checkpoint.when_busy = \"skip\")", meta.step, meta_.step);
+      return false;
     }
-    meta_ = meta;
+    log_->info("checkpoint: step {} waits for the save of step {} in flight "
+               "(checkpoint.when_busy = \"wait\")", meta.step, meta_.step);
+    changed_.wait(lock, [this] { return !pending_; });
+  }
+  meta_ = meta;
+  pending_ = true;
+  phase_ = next;
+  stats_.started++;
+  stats_.blocked_ms += ms_since(t0);
+  return true;
+}
+
+void checkpointer::ensure_buffers(size_t tensors, int64_t count) {
+  snapshot_.resize(tensors);
+  for (auto& b : snapshot_) b.resize(static_cast<size_t>(count));  // touched: zero-filled
+}
+
+void checkpointer::reserve(size_t tensors, int64_t count) {
+  std::lock_guard lock(mutex_);
+  LZ_CHECK(!pending_, "reserve() while a save is in flight");
+  ensure_buffers(tensors, count);
+}
+
+std::optional<std::vector<float*>> checkpointer::begin_snapshot(
+    const shard_meta& meta, const std::vector<std::string>& names) {
+  if (!acquire(meta, phase::filling)) return std::nullopt;
+  // The slot is ours: the worker does not touch the buffers until end_snapshot().
+  ensure_buffers(names.size(), meta.range.size());
+  names_ = names;
+  std::vector<float*> out;
+  for (auto& b : snapshot_) out.push_back(b.data());
+  return out;
+}
+
+void checkpointer::end_snapshot() {
+  {
+    std::lock_guard lock(mutex_);
+    LZ_CHECK(phase_ == phase::filling, "end_snapshot() without begin_snapshot()");
+    phase_ = phase::writing;
+  }
+  changed_.notify_all();
+  if (!options_.async) wait_idle();
+}
+
+void checkpointer::abandon_snapshot() {
+  {
+    std::lock_guard lock(mutex_);
+    if (phase_ != phase::filling) return;
+    pending_ = false;
+    phase_ = phase::idle;
+    stats_.started--;
+  }
+  changed_.notify_all();
+}
+
+bool checkpointer::save(const shard_meta& meta, const std::vector<tensor_source>& tensors) {
+  if (!acquire(meta, phase::copying)) return false;
+  {
+    std::lock_guard lock(mutex_);
     sources_ = tensors;
-    pending_ = true;
-    phase_ = phase::copying;
-    stats_.started++;
-    stats_.blocked_ms += ms_since(t0);
   }
   changed_.notify_all();
   if (!options_.async) wait_idle();
@@ -122,11 +175,15 @@ checkpointer_stats checkpointer::stats() const {
 }
 
 void checkpointer::worker_loop() {
+  // Writing, hashing and committing must not take CPU from the training threads.
+  ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
   for (;;) {
     {
       std::unique_lock lock(mutex_);
-      changed_.wait(lock, [this] { return pending_ || stopping_; });
-      if (!pending_ && stopping_) return;
+      changed_.wait(lock, [this] {
+        return phase_ == phase::copying || phase_ == phase::writing || stopping_;
+      });
+      if (phase_ != phase::copying && phase_ != phase::writing) return;  // stopping
     }
     run_save();
     {
@@ -141,21 +198,28 @@ void checkpointer::worker_loop() {
 void checkpointer::run_save() {
   const shard_meta meta = meta_;
   const int64_t step = meta.step;
-  // 1. snapshot: the only part the training step may wait for
-  snapshot_.resize(sources_.size());
+  // 1. snapshot (save() only: begin_snapshot's caller filled the buffers itself); the only
+  // part the training step may wait for
+  if (!sources_.empty()) {
+    ensure_buffers(sources_.size(), meta.range.size());
+    names_.clear();
+    for (size_t i = 0; i < sources_.size(); i++) {
+      LZ_CHECK(sources_[i].count == meta.range.size(), "tensor '{}'", sources_[i].name);
+      std::memcpy(snapshot_[i].data(), sources_[i].data,
+                  static_cast<size_t>(sources_[i].count) * sizeof(float));
+      names_.push_back(sources_[i].name);
+    }
+    {
+      std::lock_guard lock(mutex_);
+      sources_.clear();
+      phase_ = phase::writing;
+    }
+    changed_.notify_all();
+  }
   std::vector<tensor_source> copies;
-  for (size_t i = 0; i < sources_.size(); i++) {
-    snapshot_[i].resize(static_cast<size_t>(sources_[i].count));
-    std::memcpy(snapshot_[i].data(), sources_[i].data,
-                static_cast<size_t>(sources_[i].count) * sizeof(float));
-    copies.push_back({sources_[i].name, snapshot_[i].data(), sources_[i].count});
+  for (size_t i = 0; i < names_.size(); i++) {
+    copies.push_back({names_[i], snapshot_[i].data(), meta.range.size()});
   }
-  {
-    std::lock_guard lock(mutex_);
-    sources_.clear();
-    phase_ = phase::writing;
-  }
-  changed_.notify_all();
   fault_point("checkpoint.after_snapshot", step);
 
   // 2. write the shard durably, 3. commit, 4. retention

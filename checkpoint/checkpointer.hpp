@@ -1,12 +1,16 @@
 // checkpointer.hpp: saving checkpoints of one process's shard, asynchronously.
 //
-// save() is called at a step boundary. The state is copied to a host snapshot buffer on a
-// background thread while the caller goes on with the next forward and backward pass (they
-// only read the weights); the caller calls wait_snapshot() before it modifies the state
-// again (the optimizer update), which is the only stall training sees. The same thread then
-// writes the shard durably, commits the checkpoint to the catalog with one synced batch,
-// and applies retention. At most one save is in flight; a save due while one is in flight
-// waits for it or is skipped (options.skip_when_busy), and says so in the log.
+// A save starts at a step boundary and fills host snapshot buffers in one of two ways:
+//  - begin_snapshot() hands the buffers to the caller, whose next optimizer update writes
+//    the values it reads into them (engine/train_step.hpp: snapshot_next_update); then
+//    end_snapshot(). The step pays only for the extra writes inside a memory-bound pass.
+//  - save() copies the given tensors on a background thread while the caller goes on with
+//    the next forward and backward pass (they only read the weights); the caller calls
+//    wait_snapshot() before it modifies the state again. Used at the end of a run.
+// A background thread (at a lower CPU priority than training) then writes the shard
+// durably, commits the checkpoint to the catalog with one synced batch and applies
+// retention. At most one save is in flight; a save due while one is in flight waits for it
+// or is skipped (options.skip_when_busy), and says so in the log.
 //
 // A save that fails (a full disk, an I/O error) is logged and recorded as a "save_failed"
 // event; training goes on and the previous committed checkpoint stays the latest.
@@ -16,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -58,6 +63,18 @@ public:
   // know (a save killed before its commit). Call once before the first save.
   void recover();
 
+  // Allocates (and touches) snapshot buffers for `tensors` tensors of `count` floats, so
+  // that the first save pays no page faults inside a training step.
+  void reserve(size_t tensors, int64_t count);
+
+  // Starts checkpoint meta.step whose tensors `names` (each meta.range.size() floats) the
+  // caller fills into the returned buffers, then calls end_snapshot() (or
+  // abandon_snapshot()). Returns nullopt if skipped.
+  std::optional<std::vector<float*>> begin_snapshot(const shard_meta& meta,
+                                                    const std::vector<std::string>& names);
+  void end_snapshot();
+  void abandon_snapshot();
+
   // Starts saving `tensors` (each covering meta.range) as checkpoint meta.step. The sources
   // must stay unchanged until wait_snapshot() returns. Returns false if skipped.
   bool save(const shard_meta& meta, const std::vector<tensor_source>& tensors);
@@ -69,7 +86,10 @@ public:
   checkpointer_stats stats() const;
 
 private:
-  enum class phase { idle, copying, writing };
+  enum class phase { idle, filling, copying, writing };
+  // Waits for the slot (or skips); on success the caller holds it with phase `next`.
+  bool acquire(const shard_meta& meta, phase next);
+  void ensure_buffers(size_t tensors, int64_t count);
   void worker_loop();
   void run_save();  // on the worker thread: copy, write, commit, retention
   void apply_retention();
@@ -85,6 +105,7 @@ private:
   bool pending_ = false;                 // a save was handed to the worker
   shard_meta meta_;                      // of the save in flight
   std::vector<tensor_source> sources_;   // valid until the copy is done
+  std::vector<std::string> names_;       // of the tensors in snapshot_
   std::vector<std::vector<float>> snapshot_;  // host copy, one per tensor
   checkpointer_stats stats_;
   std::thread worker_;

@@ -3,6 +3,9 @@
 #include "checkpoint/shard_format.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <thread>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -67,21 +70,14 @@ std::string str(capnp::Text::Reader t) { return {t.cStr(), t.size()}; }
 // ---------------------------------------------------------------------------------------
 // Writing
 
-// Checksums of one tensor, chunk by chunk and whole, in one pass over its bytes.
-tensor_entry hash_tensor(const tensor_source& t, uint64_t chunk_bytes) {
+// The table entry of one tensor before its bytes are hashed: sizes and chunk count only
+// (the header's size depends on those alone).
+tensor_entry plan_tensor(const tensor_source& t, uint64_t chunk_bytes) {
   tensor_entry e;
   e.name = t.name;
   e.bytes = static_cast<uint64_t>(t.count) * sizeof(float);
   e.chunk_bytes = chunk_bytes;
-  e.chunk_xxh3.reserve((e.bytes + chunk_bytes - 1) / chunk_bytes);
-  const auto* p = reinterpret_cast<const unsigned char*>(t.data);
-  xxh3_state whole = make_xxh3_state();
-  for (uint64_t at = 0; at < e.bytes; at += chunk_bytes) {
-    const size_t n = std::min(chunk_bytes, e.bytes - at);
-    e.chunk_xxh3.push_back(XXH3_64bits(p + at, n));
-    XXH3_64bits_update(whole.get(), p + at, n);
-  }
-  e.xxh3 = XXH3_64bits_digest(whole.get());
+  e.chunk_xxh3.assign((e.bytes + chunk_bytes - 1) / chunk_bytes, 0);
   return e;
 }
 
@@ -116,6 +112,22 @@ void fill_header(schema::ShardHeader::Builder h, const shard_info& info) {
   h.setFileBytes(info.file_bytes);
 }
 
+// Fills in what is known only after the tensors are written: offsets, checksums, the file
+// size. Every field is fixed-width and the lists already have their lengths, so the
+// message does not grow.
+void set_layout_and_checksums(schema::ShardHeader::Builder h, const shard_info& info) {
+  auto tensors = h.getTensors();
+  for (unsigned i = 0; i < tensors.size(); ++i) {
+    const tensor_entry& e = info.tensors[i];
+    auto t = tensors[i];
+    t.setOffset(e.offset);
+    t.setXxh3(e.xxh3);
+    auto chunks = t.getChunkXxh3();
+    for (unsigned c = 0; c < chunks.size(); ++c) chunks.set(c, e.chunk_xxh3[c]);
+  }
+  h.setFileBytes(info.file_bytes);
+}
+
 // PATH.tmp while it is written: removed on every way out except a completed rename.
 class tmp_file {
 public:
@@ -137,18 +149,20 @@ public:
   // injected failure runs through the same path as a real full disk.
   void fail_next_write_with_enospc() { inject_enospc_ = true; }
 
-  void write(const void* data, uint64_t size) {
+  // Writes at an absolute offset (the header, last, into the space kept for it).
+  void write_at(const void* data, uint64_t size, uint64_t offset) {
     if (inject_enospc_) {
       inject_enospc_ = false;
       fail("write to", ENOSPC);
     }
     const auto* p = static_cast<const unsigned char*>(data);
     while (size > 0) {
-      const ssize_t n = ::write(fd_, p, std::min(size, k_io_bytes));
+      const ssize_t n = ::pwrite(fd_, p, std::min(size, k_io_bytes), static_cast<off_t>(offset));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) fail("write to", errno);
       if (n == 0) fail("write to", EIO);
       p += n;
+      offset += static_cast<uint64_t>(n);
       size -= static_cast<uint64_t>(n);
     }
   }
@@ -196,11 +210,14 @@ shard_info write_shard(const std::string& path, const shard_meta& meta,
              t.count, meta.range.size());
     LZ_CHECK(t.data != nullptr || t.count == 0, "tensor '{}' has no data", t.name);
     for (const tensor_entry& e : info.tensors) LZ_CHECK(e.name != t.name, "'{}' twice", t.name);
-    info.tensors.push_back(hash_tensor(t, chunk_bytes));
+    info.tensors.push_back(plan_tensor(t, chunk_bytes));
   }
 
   // The header records where each tensor starts, and the tensors start after the header.
-  // Offsets are fixed-width fields, so the header's size is known before they are set.
+  // Offsets, checksums and list lengths are fixed-width, so the header's size is known
+  // before the bytes are hashed: the tensors are hashed chunk by chunk as they are written
+  // (each chunk is hashed while it is in cache, and the disk works while later chunks are
+  // hashed), and the header goes last into the space kept for it.
   capnp::MallocMessageBuilder message;
   auto root = message.initRoot<schema::ShardHeader>();
   fill_header(root, info);
@@ -210,46 +227,48 @@ shard_info write_shard(const std::string& path, const shard_meta& meta,
              "raise chunk_bytes (now {})", path, header_bytes, chunk_bytes);
   }
   uint64_t cursor = k_prefix_bytes + header_bytes;
-  for (size_t i = 0; i < info.tensors.size(); ++i) {
-    tensor_entry& e = info.tensors[i];
+  for (tensor_entry& e : info.tensors) {
     e.offset = round_up(cursor, k_align);
-    root.getTensors()[static_cast<unsigned>(i)].setOffset(e.offset);
     cursor = e.offset + e.bytes;
   }
   info.file_bytes = cursor;
-  root.setFileBytes(info.file_bytes);
+  const uint64_t block_bytes =
+      info.tensors.empty() ? k_prefix_bytes + header_bytes : info.tensors.front().offset;
+
+  const std::string tmp_path = path + ".tmp";
+  tmp_file out(tmp_path);
+  // A kill here leaves an empty PATH.tmp behind, the debris a loader must ignore.
+  fault_point("shard.before_write", meta.step);
+  if (fault_enospc("shard.write", meta.step)) out.fail_next_write_with_enospc();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    tensor_entry& e = info.tensors[i];
+    const auto* bytes = reinterpret_cast<const unsigned char*>(tensors[i].data);
+    xxh3_state whole = make_xxh3_state();
+    for (uint64_t c = 0; c * chunk_bytes < e.bytes; ++c) {
+      const uint64_t begin = c * chunk_bytes;
+      const uint64_t n = std::min(chunk_bytes, e.bytes - begin);
+      e.chunk_xxh3[c] = XXH3_64bits(bytes + begin, n);
+      XXH3_64bits_update(whole.get(), bytes + begin, n);
+      // Straight from the caller's memory: no staging copy of a 1.5 GB shard.
+      out.write_at(bytes + begin, n, e.offset + begin);
+    }
+    e.xxh3 = XXH3_64bits_digest(whole.get());
+    if (i == 0) fault_point("shard.mid_write", meta.step);
+  }
+
+  set_layout_and_checksums(root, info);
   const kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
   const kj::ArrayPtr<const kj::byte> header = words.asBytes();
   LZ_CHECK(header.size() == header_bytes, "header grew from {} to {} bytes", header_bytes,
            header.size());
   info.header_xxh3 = XXH3_64bits(header.begin(), header.size());
-
-  // Prefix, header and the zeros up to the first tensor go out in one write.
-  const uint64_t block_bytes =
-      info.tensors.empty() ? k_prefix_bytes + header_bytes : info.tensors.front().offset;
   std::vector<unsigned char> block(block_bytes, 0);
   std::memcpy(block.data(), k_magic, sizeof(k_magic));
   put_le(block.data() + 8, k_shard_format_version, 4);
   put_le(block.data() + 12, header_bytes, 4);
   put_le(block.data() + 16, info.header_xxh3, 8);
   std::memcpy(block.data() + k_prefix_bytes, header.begin(), header.size());
-
-  const std::string tmp_path = path + ".tmp";
-  tmp_file out(tmp_path);
-  // A kill here leaves an empty PATH.tmp behind, the debris a loader must ignore.
-  fault_point("shard.before_write", meta.step);
-  out.write(block.data(), block.size());
-  fault_point("shard.mid_write", meta.step);
-  if (fault_enospc("shard.write", meta.step)) out.fail_next_write_with_enospc();
-  static constexpr unsigned char zeros[k_align] = {};
-  uint64_t at = block_bytes;
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    const tensor_entry& e = info.tensors[i];
-    out.write(zeros, e.offset - at);
-    // Straight from the caller's memory: no staging copy of a 1.5 GB shard.
-    out.write(tensors[i].data, e.bytes);
-    at = e.offset + e.bytes;
-  }
+  out.write_at(block.data(), block.size(), 0);
   fault_point("shard.before_fsync", meta.step);
   out.sync();
   fault_point("shard.before_rename", meta.step);
@@ -286,10 +305,11 @@ void pread_exact(int fd, void* out, uint64_t size, uint64_t offset, const std::s
   }
 }
 
-void check_chunk(const std::string& path, const tensor_entry& t, uint64_t chunk,
-                 const unsigned char* data, uint64_t size) {
-  const uint64_t got = XXH3_64bits(data, size);
+// Compares a chunk's computed checksum with the stored one.
+void check_chunk_hash(const std::string& path, const tensor_entry& t, uint64_t chunk,
+                      uint64_t got) {
   if (got != t.chunk_xxh3[chunk]) {
+    const uint64_t size = std::min(t.chunk_bytes, t.bytes - chunk * t.chunk_bytes);
     LZ_THROW_CORRUPT(path, t.name, "'{}': tensor '{}' chunk {} (tensor bytes {}..{}, file "
                      "offset {}) fails its checksum (stored {:016x}, computed {:016x}): the "
                      "data is damaged; {}", path, t.name, chunk, chunk * t.chunk_bytes,
@@ -298,42 +318,93 @@ void check_chunk(const std::string& path, const tensor_entry& t, uint64_t chunk,
   }
 }
 
+void check_chunk(const std::string& path, const tensor_entry& t, uint64_t chunk,
+                 const unsigned char* data, uint64_t size) {
+  check_chunk_hash(path, t, chunk, XXH3_64bits(data, size));
+}
+
+// Reads whole chunks [c0, c1) of tensor t into dst (which holds chunk c0 at offset 0) and
+// verifies them. A second thread reads ahead while this one hashes, so a load from a fast
+// disk (or the page cache) pays little for its checksums.
+void read_whole_chunks(int fd, const std::string& path, const tensor_entry& t, uint64_t c0,
+                       uint64_t c1, unsigned char* dst) {
+  const uint64_t cb = t.chunk_bytes;
+  const uint64_t per_call = std::max<uint64_t>(1, k_io_bytes / cb);
+  auto chunk_end = [&](uint64_t c) { return std::min((c + 1) * cb, t.bytes); };
+  std::atomic<uint64_t> read_upto{c0};  // chunks [c0, read_upto) are in dst
+  std::atomic<bool> stop{false};
+  std::exception_ptr read_error;
+  std::thread reader([&] {
+    try {
+      for (uint64_t c = c0; c < c1 && !stop.load(std::memory_order_relaxed);) {
+        const uint64_t n = std::min(per_call, c1 - c);
+        pread_exact(fd, dst + (c - c0) * cb, chunk_end(c + n - 1) - c * cb, t.offset + c * cb,
+                    path, t.name);
+        c += n;
+        read_upto.store(c, std::memory_order_release);
+        read_upto.notify_one();
+      }
+    } catch (...) {
+      read_error = std::current_exception();
+    }
+    read_upto.store(UINT64_MAX, std::memory_order_release);  // done, or failed
+    read_upto.notify_one();
+  });
+  std::exception_ptr verify_error;
+  for (uint64_t c = c0; c < c1; ++c) {
+    uint64_t upto = read_upto.load(std::memory_order_acquire);
+    while (upto <= c) {
+      read_upto.wait(upto, std::memory_order_acquire);
+      upto = read_upto.load(std::memory_order_acquire);
+    }
+    if (upto == UINT64_MAX && read_error) break;
+    try {
+      check_chunk(path, t, c, dst + (c - c0) * cb, chunk_end(c) - c * cb);
+    } catch (...) {
+      verify_error = std::current_exception();
+      stop.store(true, std::memory_order_relaxed);
+      break;
+    }
+  }
+  reader.join();
+  if (read_error) std::rethrow_exception(read_error);
+  if (verify_error) std::rethrow_exception(verify_error);
+}
+
 // Reads tensor bytes [b0, b1) into dst, reading and verifying exactly the chunks that hold
 // them. Chunks wanted whole go straight into dst; at most two edge chunks use scratch.
 void read_verified(int fd, const std::string& path, const tensor_entry& t, uint64_t b0,
                    uint64_t b1, unsigned char* dst) {
   const uint64_t cb = t.chunk_bytes;
   const uint64_t last = (b1 + cb - 1) / cb;
-  const uint64_t per_call = std::max<uint64_t>(1, k_io_bytes / cb);
   auto chunk_end = [&](uint64_t c) { return std::min((c + 1) * cb, t.bytes); };
+  // the chunks wholly inside [b0, b1)
+  const uint64_t first_whole = (b0 + cb - 1) / cb;
+  uint64_t end_whole = first_whole;
+  while (end_whole < last && chunk_end(end_whole) <= b1) ++end_whole;
   std::vector<unsigned char> scratch;
-  for (uint64_t c = b0 / cb; c < last;) {
-    const uint64_t cs = c * cb;
-    if (cs < b0 || chunk_end(c) > b1) {
-      const uint64_t ce = chunk_end(c);
-      scratch.resize(ce - cs);
-      pread_exact(fd, scratch.data(), ce - cs, t.offset + cs, path, t.name);
-      check_chunk(path, t, c, scratch.data(), ce - cs);
-      const uint64_t from = std::max(cs, b0), to = std::min(ce, b1);
-      std::memcpy(dst + (from - b0), scratch.data() + (from - cs), to - from);
-      ++c;
-      continue;
-    }
-    uint64_t n = 1;
-    while (n < per_call && c + n < last && chunk_end(c + n) <= b1) ++n;
-    pread_exact(fd, dst + (cs - b0), chunk_end(c + n - 1) - cs, t.offset + cs, path, t.name);
-    for (uint64_t k = c; k < c + n; ++k) {
-      check_chunk(path, t, k, dst + (k * cb - b0), chunk_end(k) - k * cb);
-    }
-    c += n;
+  auto read_edge = [&](uint64_t c) {
+    const uint64_t cs = c * cb, ce = chunk_end(c);
+    scratch.resize(ce - cs);
+    pread_exact(fd, scratch.data(), ce - cs, t.offset + cs, path, t.name);
+    check_chunk(path, t, c, scratch.data(), ce - cs);
+    const uint64_t from = std::max(cs, b0), to = std::min(ce, b1);
+    std::memcpy(dst + (from - b0), scratch.data() + (from - cs), to - from);
+  };
+  if (end_whole == first_whole) {  // no whole chunk: one or two edge chunks
+    for (uint64_t c = b0 / cb; c < last; ++c) read_edge(c);
+    return;
   }
+  if (b0 / cb < first_whole) read_edge(b0 / cb);
+  read_whole_chunks(fd, path, t, first_whole, end_whole, dst + (first_whole * cb - b0));
+  if (end_whole < last) read_edge(end_whole);
 }
 
 // What a file that is not a shard looks like, for the error message.
 std::string describe_foreign(const unsigned char* prefix) {
   const auto magic = static_cast<int32_t>(get_le(prefix, 4));
   if (magic == 20240326) {
-    return "it is an llm.c model file (magic 20240326): import it with `lazarus ckpt import`";
+    return "it is an llm.c model file (magic 20240326): start a run from it with [model] init_from";
   }
   if (magic == 20240520) return "it is an llm.c token shard (magic 20240520), a data file";
   std::string hex;

@@ -75,9 +75,10 @@ struct shard_info {
   uint64_t header_xxh3 = 0;
 };
 
-// Writes the shard durably: PATH.tmp, write, fsync, rename, fsync of the directory. Fault
-// points (fault_hook.hpp), each with meta.step: "shard.before_write", "shard.mid_write"
-// (header written, tensors not), "shard.before_fsync", "shard.before_rename",
+// Writes the shard durably: PATH.tmp (tensors hashed chunk by chunk as they are written,
+// the header last), fsync, rename, fsync of the directory. Fault points (fault_hook.hpp),
+// each with meta.step: "shard.before_write", "shard.mid_write" (the first tensor written,
+// the header not), "shard.before_fsync", "shard.before_rename",
 // "shard.after_rename"; "shard.write" with action enospc fails the write with ENOSPC.
 // Throws lz::io_error (ENOSPC named as a full disk) and removes PATH.tmp on failure.
 shard_info write_shard(const std::string& path, const shard_meta& meta,

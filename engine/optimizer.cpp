@@ -30,7 +30,8 @@ adamw_optimizer::adamw_optimizer(const param_layout& layout, int64_t begin, int6
 }
 
 void adamw_optimizer::step(kernels::backend& k, float* params, const float* grads, double lr,
-                           int64_t t, float grad_scale) {
+                           int64_t t, float grad_scale,
+                           const kernels::adamw_snapshot* snapshot) {
   kernels::adamw_step s{};
   s.lr = static_cast<float>(lr);
   s.beta1 = static_cast<float>(options_.beta1);
@@ -45,8 +46,13 @@ void adamw_optimizer::step(kernels::backend& k, float* params, const float* grad
     const int64_t hi = std::min(end_, tensor.offset + tensor.numel);
     if (lo >= hi) continue;
     s.weight_decay = tensor.decay ? static_cast<float>(options_.weight_decay) : 0.0f;
-    k.adamw_update(params + lo, grads + lo, m_.data() + (lo - begin_), v_.data() + (lo - begin_),
-                   hi - lo, s);
+    const int64_t at = lo - begin_;
+    kernels::adamw_snapshot part{};
+    if (snapshot != nullptr) {
+      part = {snapshot->params + at, snapshot->m + at, snapshot->v + at};
+    }
+    k.adamw_update(params + lo, grads + lo, m_.data() + at, v_.data() + at, hi - lo, s,
+                   snapshot != nullptr ? &part : nullptr);
   }
 }
 

@@ -36,8 +36,9 @@ public:
 
   // Updates params[begin, end) from grads[begin, end) (full flat vectors are passed) as
   // optimizer step t (1-based, for the bias corrections), gradients scaled by grad_scale.
+  // snapshot (nullable) receives params, m and v of [begin, end) as they were before it.
   void step(kernels::backend& k, float* params, const float* grads, double lr, int64_t t,
-            float grad_scale);
+            float grad_scale, const kernels::adamw_snapshot* snapshot = nullptr);
 
   int64_t begin() const { return begin_; }
   int64_t end() const { return end_; }

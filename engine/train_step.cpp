@@ -47,7 +47,9 @@ step_result train_step::run(int64_t step) {
   }
   const double lr = schedule_.at(step);
   if (before_update_) before_update_();
-  optimizer_.step(k, model_.params(), model_.grads(), lr, step + 1, grad_scale);
+  optimizer_.step(k, model_.params(), model_.grads(), lr, step + 1, grad_scale,
+                  snapshot_ ? &*snapshot_ : nullptr);
+  snapshot_.reset();
 
   step_result r;
   r.step = step;

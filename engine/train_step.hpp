@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "engine/dataset.hpp"
@@ -43,6 +44,9 @@ public:
   // Called after the backward passes and before the weights and moments change (a
   // checkpoint snapshot in flight waits here).
   void set_before_update(std::function<void()> hook) { before_update_ = std::move(hook); }
+  // The next run() copies the optimizer state it is about to update (the state after the
+  // previous step) into `snapshot` as it goes: a checkpoint for the price of the writes.
+  void snapshot_next_update(const kernels::adamw_snapshot& snapshot) { snapshot_ = snapshot; }
 
   // Runs optimizer step `step` (0-based). Throws lz::error if the loss is not finite,
   // before any weight changed.
@@ -56,6 +60,7 @@ private:
   train_step_options options_;
   std::vector<int32_t> inputs_, targets_;  // (B, T) each
   std::function<void()> before_update_;
+  std::optional<kernels::adamw_snapshot> snapshot_;
 };
 
 // Mean validation loss over `batches` micro-batches of (B, T) from the start of `val`.

@@ -24,6 +24,14 @@ struct adamw_step {
   float grad_scale;        // gradients are multiplied by this first (clipping)
 };
 
+// Where adamw_update copies the values it reads before updating them (a checkpoint
+// snapshot taken for the price of the writes, inside a pass that is memory-bound anyway).
+struct adamw_snapshot {
+  float* params;
+  float* m;
+  float* v;
+};
+
 class backend {
 public:
   virtual ~backend() = default;
@@ -86,9 +94,10 @@ public:
   virtual void scale(float* x, float s, int64_t n) = 0;
   // x (n) = 0
   virtual void zero(float* x, int64_t n) = 0;
-  // AdamW on n elements (one tensor or a range of one)
+  // AdamW on n elements (one tensor or a range of one). snapshot (nullable; n elements
+  // each) receives params, m and v as they were before this update.
   virtual void adamw_update(float* params, const float* grads, float* m, float* v, int64_t n,
-                            const adamw_step& step) = 0;
+                            const adamw_step& step, const adamw_snapshot* snapshot) = 0;
 };
 
 // The CPU backend: oneDNN GEMMs, OpenMP-threaded vectorised kernels for the rest.

@@ -89,8 +89,8 @@ public:
   void scale(float* x, float s, int64_t n) override { cpu::scale(x, s, n); }
   void zero(float* x, int64_t n) override { std::memset(x, 0, static_cast<size_t>(n) * 4); }
   void adamw_update(float* params, const float* grads, float* m, float* v, int64_t n,
-                    const adamw_step& step) override {
-    cpu::adamw_update(params, grads, m, v, n, step);
+                    const adamw_step& step, const adamw_snapshot* snapshot) override {
+    cpu::adamw_update(params, grads, m, v, n, step, snapshot);
   }
 
 private:

@@ -42,6 +42,6 @@ void bias_backward(float* dbias, const float* dout, int64_t N, int64_t OC);
 double sum_squares(const float* x, int64_t n);
 void scale(float* x, float s, int64_t n);
 void adamw_update(float* params, const float* grads, float* m, float* v, int64_t n,
-                  const adamw_step& step);
+                  const adamw_step& step, const adamw_snapshot* snapshot);
 
 }  // namespace lz::kernels::cpu

@@ -19,6 +19,7 @@
 
 #include "checkpoint/catalog.hpp"
 #include "config/error.hpp"
+#include "tests/support/child_process.hpp"
 
 extern char** environ;
 
@@ -57,50 +58,22 @@ protected:
     ASSERT_NE(::mkdtemp(templ.data()), nullptr);
     dir_ = templ;
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override {
+    std::filesystem::remove_all(dir_);
+    std::filesystem::remove(dir_ + "-child.log");
+  }
 
   std::unique_ptr<catalog> open() { return catalog::open(dir_); }
 
   // Runs this binary's crash helper with LAZARUS_FAULT=fault; returns its wait status.
   int run_child(const std::string& mode, const std::string& fault) {
-    std::vector<std::string> env_text = {"LZ_CATALOG_CHILD_DIR=" + dir_,
-                                         "LZ_CATALOG_CHILD_MODE=" + mode, "LAZARUS_FAULT=" + fault};
-    for (char** e = environ; *e != nullptr; ++e) {
-      const std::string v = *e;
-      if (v.rfind("LAZARUS_FAULT=", 0) != 0 && v.rfind("LZ_CATALOG_CHILD_", 0) != 0) {
-        env_text.push_back(v);
-      }
-    }
-    std::vector<char*> envp;
-    for (std::string& v : env_text) envp.push_back(v.data());
-    envp.push_back(nullptr);
-    std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
-    std::string filter = "--gtest_filter=catalog_crash_child.commit_or_delete_until_killed";
-    char* argv[] = {exe.data(), filter.data(), nullptr};
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-    pid_t pid = -1;
-    const int rc = ::posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv, envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    EXPECT_EQ(rc, 0) << "posix_spawn " << exe;
-    if (rc != 0) return -1;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    int status = 0;
-    while (true) {
-      const pid_t done = ::waitpid(pid, &status, WNOHANG);
-      if (done == pid) return status;
-      if (std::chrono::steady_clock::now() > deadline) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-        ADD_FAILURE() << "the child did not die within 20 s: killed";
-        return -1;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    return lz::test::run_self("catalog_crash_child.commit_or_delete_until_killed",
+                              {"LZ_CATALOG_CHILD_DIR=" + dir_, "LZ_CATALOG_CHILD_MODE=" + mode,
+                               "LAZARUS_FAULT=" + fault},
+                              dir_ + "-child.log", std::chrono::seconds(20));
   }
 
-  static bool killed(int status) { return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL; }
+  static bool killed(int status) { return lz::test::killed_by_sigkill(status); }
 
   std::string dir_;
 };

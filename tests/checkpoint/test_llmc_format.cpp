@@ -11,6 +11,7 @@
 
 #include "checkpoint/llmc_format.hpp"
 #include "config/error.hpp"
+#include "tests/support/temp_dir.hpp"
 
 namespace {
 
@@ -20,14 +21,7 @@ using lz::checkpoint::write_llmc_model;
 
 class llmc_format : public ::testing::Test {
 protected:
-  void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           ("llmc-" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  std::string path(const std::string& name) const { return tmp_.file(name); }
 
   // Writes a valid file, then lets the caller damage int32 `index` of the header or cut it.
   std::string damaged(const std::string& name, int index, int32_t value, int64_t cut_bytes = 0) {
@@ -54,7 +48,7 @@ protected:
     return "no error";
   }
 
-  std::filesystem::path dir_;
+  lz::test::temp_dir tmp_{"lz-llmc"};
   llmc_header header_{16, 10, 2, 2, 8, 16};  // maxT V L NH C Vp
 };
 

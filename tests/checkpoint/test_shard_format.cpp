@@ -25,6 +25,7 @@
 #include "checkpoint/shard_format.hpp"
 #include "checkpoint/shard_set.hpp"
 #include "config/error.hpp"
+#include "tests/support/child_process.hpp"
 
 extern char** environ;
 
@@ -137,46 +138,16 @@ protected:
 
   const float* original(size_t tensor, int64_t at) const { return vectors_[tensor].data() + at; }
 
-  // Runs this test again in a child process with `env` added (GTEST_* and LAZARUS_FAULT of
-  // this process left out) and its output in dir_/child.log; returns the wait status.
+  // Runs this test again in a child process with `env` added, its output in
+  // dir_/child.log; returns the wait status.
   int run_self(std::vector<std::string> env) {
     const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
-    const std::string exe = fs::read_symlink("/proc/self/exe").string();
-    const std::string filter =
-        std::string("--gtest_filter=") + test->test_suite_name() + "." + test->name();
-    for (char** e = environ; *e != nullptr; ++e) {
-      const std::string var = *e;
-      if (var.rfind("GTEST_", 0) != 0 && var.rfind("LAZARUS_FAULT=", 0) != 0) env.push_back(var);
-    }
     env.push_back(std::string(k_child_dir_env) + "=" + dir_.string());
-    std::vector<char*> envp;
-    for (std::string& var : env) envp.push_back(var.data());
-    envp.push_back(nullptr);
-    char* argv[] = {const_cast<char*>(exe.c_str()), const_cast<char*>(filter.c_str()), nullptr};
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, path("child.log").c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    pid_t pid = 0;
-    const int rc = posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv, envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) {
-      ADD_FAILURE() << "posix_spawn " << exe << ": " << std::strerror(rc);
-      return -1;
-    }
-    for (int waited_ms = 0; waited_ms < 60000; waited_ms += 10) {
-      int status = 0;
-      if (::waitpid(pid, &status, WNOHANG) == pid) {
-        fs::remove_all(dir_.string() + "-child");  // a killed child leaves its fixture dir
-        return status;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    ADD_FAILURE() << "the child test did not finish within 60 s";
-    return -1;
+    const int status =
+        lz::test::run_self(std::string(test->test_suite_name()) + "." + test->name(),
+                           std::move(env), path("child.log"));
+    fs::remove_all(dir_.string() + "-child");  // a killed child leaves its fixture dir
+    return status;
   }
 
   std::string child_log() const {

@@ -1,5 +1,6 @@
 // AdamW and the learning-rate schedule against values computed by hand.
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -70,6 +71,44 @@ TEST(adamw, a_range_owner_updates_only_its_range) {
       EXPECT_EQ(p[i], 1.0f) << i;
     }
   }
+}
+
+}  // namespace
+
+namespace {
+
+TEST(adamw, snapshot_receives_the_state_before_the_update_and_changes_nothing_else) {
+  lz::engine::gpt2_config cfg{4, 2, 2, 1, 1, 1};
+  const lz::engine::param_layout layout(cfg);
+  auto k = lz::kernels::make_cpu_backend(2);
+  const int64_t n = layout.total();
+  std::vector<float> g(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; i++) g[static_cast<size_t>(i)] = 0.01f * static_cast<float>(i % 7) - 0.03f;
+  auto run = [&](bool snapshot, std::vector<float>& snap_p, std::vector<float>& snap_m,
+                 std::vector<float>& snap_v) {
+    lz::engine::adamw_optimizer adam(layout, 3, n, {0.9, 0.95, 1e-8, 0.1});
+    std::vector<float> p(static_cast<size_t>(n), 0.25f);
+    adam.step(*k, p.data(), g.data(), 0.01, 1, 1.0f);  // moments become non-zero
+    const std::vector<float> p_before = p;
+    const std::vector<float> m_before(adam.m(), adam.m() + (n - 3));
+    const std::vector<float> v_before(adam.v(), adam.v() + (n - 3));
+    lz::kernels::adamw_snapshot s{snap_p.data(), snap_m.data(), snap_v.data()};
+    adam.step(*k, p.data(), g.data(), 0.01, 2, 0.5f, snapshot ? &s : nullptr);
+    if (snapshot) {
+      EXPECT_EQ(0, std::memcmp(snap_p.data(), p_before.data() + 3, snap_p.size() * 4));
+      EXPECT_EQ(0, std::memcmp(snap_m.data(), m_before.data(), snap_m.size() * 4));
+      EXPECT_EQ(0, std::memcmp(snap_v.data(), v_before.data(), snap_v.size() * 4));
+    }
+    std::vector<float> out = p;
+    out.insert(out.end(), adam.m(), adam.m() + (n - 3));
+    out.insert(out.end(), adam.v(), adam.v() + (n - 3));
+    return out;
+  };
+  std::vector<float> sp(static_cast<size_t>(n - 3)), sm(sp.size()), sv(sp.size());
+  const auto with = run(true, sp, sm, sv);
+  const auto without = run(false, sp, sm, sv);
+  ASSERT_EQ(with.size(), without.size());
+  EXPECT_EQ(0, std::memcmp(with.data(), without.data(), with.size() * 4));
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "config/error.hpp"
+#include "tests/support/temp_dir.hpp"
 #include "engine/dataset.hpp"
 #include "engine/prepare.hpp"
 #include "engine/token_shard.hpp"
@@ -23,16 +24,7 @@ namespace fs = std::filesystem;
 
 class prepare_test : public ::testing::Test {
 protected:
-  void SetUp() override {
-    std::string pattern = ::testing::TempDir() + "lz_prepare_XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  std::string path(const std::string& name) const { return (fs::path(dir_) / name).string(); }
+  std::string path(const std::string& name) const { return tmp_.file(name); }
   std::string write_text(const std::string& name, const std::string& text) const {
     std::string p = path(name);
     std::ofstream(p, std::ios::binary) << text;
@@ -42,7 +34,7 @@ protected:
     return decode_bytes(tokens.data(), tokens.size());
   }
 
-  std::string dir_;
+  lz::test::temp_dir tmp_{"lz-prepare"};
 };
 
 // A text of `n` bytes covering every byte value, so no byte is mangled on the way.

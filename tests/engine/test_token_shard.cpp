@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "config/error.hpp"
+#include "tests/support/temp_dir.hpp"
 #include "engine/token_shard.hpp"
 
 namespace lz::engine {
@@ -20,16 +21,7 @@ namespace fs = std::filesystem;
 // A fresh directory under the GoogleTest temp dir, removed with the fixture.
 class token_shard_test : public ::testing::Test {
 protected:
-  void SetUp() override {
-    std::string pattern = ::testing::TempDir() + "lz_token_shard_XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  std::string path(const std::string& name) const { return (fs::path(dir_) / name).string(); }
+  std::string path(const std::string& name) const { return tmp_.file(name); }
 
   // Writes a shard byte by byte: header ints (rest of the 256 zero), then raw token bytes.
   std::string write_raw(const std::string& name, std::vector<int32_t> header_ints,
@@ -62,7 +54,7 @@ protected:
     return {};
   }
 
-  std::string dir_;
+  lz::test::temp_dir tmp_{"lz-token-shard"};
 };
 
 TEST_F(token_shard_test, written_shard_reads_back_identical) {
