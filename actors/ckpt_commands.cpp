@@ -22,8 +22,8 @@ namespace fs = std::filesystem;
 using checkpoint::checkpoint_record;
 using checkpoint::checkpoint_status;
 
-std::string root_of(const ckpt_command_options& o) {
-  return o.checkpoint_dir.empty() ? o.state_dir + "/checkpoints" : o.checkpoint_dir;
+std::string root_of(const ckpt_command_options& o, const checkpoint::catalog& cat) {
+  return checkpoint_root(o.state_dir, o.checkpoint_dir, cat.run_id().value_or(""));
 }
 
 std::unique_ptr<checkpoint::catalog> open_catalog(const ckpt_command_options& o) {
@@ -61,9 +61,10 @@ checkpoint_record require_step(const checkpoint::catalog& cat, const ckpt_comman
   return *r;
 }
 
-std::vector<std::string> shard_paths(const ckpt_command_options& o, const checkpoint_record& r) {
+std::vector<std::string> shard_paths(const ckpt_command_options& o,
+                                     const checkpoint::catalog& cat, const checkpoint_record& r) {
   std::vector<std::string> paths;
-  for (const auto& s : r.shards) paths.push_back((fs::path(root_of(o)) / s.file).string());
+  for (const auto& s : r.shards) paths.push_back((fs::path(root_of(o, cat)) / s.file).string());
   return paths;
 }
 
@@ -118,7 +119,7 @@ int ckpt_verify(const ckpt_command_options& o) {
   for (const auto& r : todo) {
     std::string error, file, tensor;
     try {
-      checkpoint::shard_set set(shard_paths(o, r));
+      checkpoint::shard_set set(shard_paths(o, *cat, r));
       set.verify_all();
       cat->mark_verified(r.step);
     } catch (const checkpoint::corrupt_shard& e) {
@@ -162,7 +163,7 @@ int ckpt_verify(const ckpt_command_options& o) {
 int ckpt_inspect(const ckpt_command_options& o) {
   auto cat = open_catalog(o);
   const checkpoint_record r = require_step(*cat, o);
-  checkpoint::shard_set set(shard_paths(o, r));
+  checkpoint::shard_set set(shard_paths(o, *cat, r));
   const auto& m = set.meta();
   if (!o.json) {
     std::printf("checkpoint step %lld (%s%s)\n  run %s, generation %lld, saved by %d rank(s)\n"
@@ -172,11 +173,11 @@ int ckpt_inspect(const ckpt_command_options& o) {
                 static_cast<long long>(r.generation), r.world_size, m.model.c_str(),
                 static_cast<long long>(m.flat_total), static_cast<unsigned long long>(m.data_seed),
                 iso_time(r.created_unix_ms).c_str(), static_cast<unsigned long long>(r.total_bytes),
-                (fs::path(root_of(o)) / r.dir).string().c_str());
+                (fs::path(root_of(o, *cat)) / r.dir).string().c_str());
   }
   std::string shards_json = "[";
   for (const auto& s : r.shards) {
-    checkpoint::shard_reader reader((fs::path(root_of(o)) / s.file).string());
+    checkpoint::shard_reader reader((fs::path(root_of(o, *cat)) / s.file).string());
     const auto& info = reader.info();
     std::string tensors_json = "[";
     if (!o.json) {
@@ -244,7 +245,7 @@ int ckpt_export_llmc(const ckpt_command_options& o, const std::string& out_path)
   } else {
     auto cat = open_catalog(o);
     const checkpoint_record r = require_step(*cat, o);
-    checkpoint::shard_set set(shard_paths(o, r));
+    checkpoint::shard_set set(shard_paths(o, *cat, r));
     header = llmc_header_of(parse_model_descriptor(set.meta().model));
     params.resize(static_cast<size_t>(set.meta().flat_total));
     set.read("params", {0, set.meta().flat_total}, params.data());

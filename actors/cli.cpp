@@ -71,7 +71,7 @@ void add_ckpt_args(CLI::App* cmd, ckpt_command_options& o, int64_t& step, bool w
   cmd->add_option("state_dir", o.state_dir, "state dir of a run")->required();
   cmd->add_option("--step", step, "the checkpoint at this step");
   cmd->add_option("--checkpoint-dir", o.checkpoint_dir,
-                  "where the shard files are, when checkpoint.dir was set");
+                  "the run's checkpoint.dir, when it was set (its shards are in DIR/RUN_ID)");
   if (with_json) cmd->add_flag("--json", o.json, "one JSON object per line");
 }
 

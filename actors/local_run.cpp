@@ -173,8 +173,7 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
     run_id = new_run_id();
     catalog->set_run_id(run_id);
   }
-  const std::string ckpt_root =
-      spec.checkpoint.dir.empty() ? dir + "/checkpoints" : spec.checkpoint.dir;
+  const std::string ckpt_root = checkpoint_root(dir, spec.checkpoint.dir, run_id);
   checkpoint::checkpointer ckpt(
       *catalog,
       {ckpt_root, {spec.checkpoint.keep_last, spec.checkpoint.keep_every}, spec.checkpoint.async,

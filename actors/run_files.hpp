@@ -12,4 +12,12 @@ inline std::string summary_path(const std::string& dir) { return dir + "/summary
 inline std::string final_model_path(const std::string& dir) { return dir + "/final_model.bin"; }
 inline std::string sample_path(const std::string& dir) { return dir + "/sample.txt"; }
 
+// Where a run's shard files live: STATE_DIR/checkpoints, or a directory of its own under
+// checkpoint.dir (named by the run id, so runs sharing checkpoint.dir never touch each
+// other's files).
+inline std::string checkpoint_root(const std::string& state_dir, const std::string& spec_dir,
+                                   const std::string& run_id) {
+  return spec_dir.empty() ? state_dir + "/checkpoints" : spec_dir + "/" + run_id;
+}
+
 }  // namespace lz::actors

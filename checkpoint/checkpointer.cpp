@@ -259,7 +259,13 @@ void checkpointer::run_save() {
     apply_retention();
   } catch (const lz::error& e) {
     std::error_code ec;
-    if (!catalog_.get(step)) fs::remove_all(dir, ec);  // nothing half-written stays behind
+    bool committed = false;
+    try {
+      committed = catalog_.get(step).has_value();
+    } catch (const lz::error&) {
+      committed = false;  // an unreadable catalog: recover() sorts the directory out later
+    }
+    if (!committed) fs::remove_all(dir, ec);  // nothing half-written stays behind
     {
       std::lock_guard lock(mutex_);
       stats_.failed++;

@@ -71,7 +71,7 @@ struct parallel_section {
 
 struct checkpoint_section {
   int64_t every_steps = 50;           // save every N steps (0: never)
-  std::string dir;                    // "" : STATE_DIR/checkpoints
+  std::string dir;                    // shards in DIR/RUN_ID ("" : STATE_DIR/checkpoints)
   int64_t keep_last = 3;              // keep the newest K checkpoints
   int64_t keep_every = 0;             // also keep every M-th step (0: none)
   bool async = true;                  // write in the background

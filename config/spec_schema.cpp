@@ -98,7 +98,7 @@ constexpr spec_key keys[] = {
   LZ_SPEC_KEY(parallel, threads_per_rank, "CPU threads per rank (OpenMP)"),
 
   LZ_SPEC_KEY(checkpoint, every_steps, "save every N steps (0: never)"),
-  LZ_SPEC_KEY(checkpoint, dir, "checkpoint directory (\"\": STATE_DIR/checkpoints)"),
+  LZ_SPEC_KEY(checkpoint, dir, "shard files go to DIR/RUN_ID (\"\": STATE_DIR/checkpoints)"),
   LZ_SPEC_KEY(checkpoint, keep_last, "keep the newest K checkpoints"),
   LZ_SPEC_KEY(checkpoint, keep_every, "also keep every M-th step (0: none)"),
   LZ_SPEC_KEY(checkpoint, async, "write checkpoints in the background"),

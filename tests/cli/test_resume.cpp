@@ -211,3 +211,30 @@ TEST(checkpoint_run, ls_and_inspect_describe_the_checkpoints) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(checkpoint_run, runs_sharing_a_checkpoint_dir_keep_to_their_own_files) {
+  const std::string shared = lz::test::test_dir("resume-shared-ckpt");
+  const std::string a = shared + "/state-a", b = shared + "/state-b";
+  const std::string dir_arg = " --set checkpoint.dir=" + shared + "/ckpt";
+  ASSERT_EQ(run_lazarus(run_args(a, 10) + dir_arg, a).exit_code, 0);
+  ASSERT_EQ(run_lazarus(run_args(b, 10) + dir_arg, b).exit_code, 0);
+  const std::string id_a = json_field(read_file(a + "/summary.json"), "run_id");
+  const std::string id_b = json_field(read_file(b + "/summary.json"), "run_id");
+  ASSERT_NE(id_a, id_b);
+  for (const std::string& id : {id_a, id_b}) {
+    EXPECT_TRUE(std::filesystem::exists(shared + "/ckpt/" + id + "/step_00000010/shard_00000_of_00001.lzs"))
+        << id;
+  }
+  const auto ls = run_lazarus("ckpt verify --checkpoint-dir " + shared + "/ckpt " + a, a + "/ls");
+  EXPECT_EQ(ls.exit_code, 0) << ls.output;
+  EXPECT_NE(ls.output.find("step 10: ok"), std::string::npos) << ls.output;
+  // run a goes on to 15 steps from its own step 10
+  const auto resumed = run_lazarus(run_args(a, 15) + dir_arg, a);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(json_field(read_file(a + "/summary.json"), "resumed_from_step"), "10");
+  EXPECT_EQ(sha_of(a), reference_sha(15));
+}
+
+}  // namespace
