@@ -1,4 +1,5 @@
 // encoder.cpp: token + position embedding and its backward.
+#include "kernels/cpu/column_blocks.hpp"
 #include "kernels/cpu/ops.hpp"
 
 namespace lz::kernels::cpu {
@@ -20,18 +21,13 @@ void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t
                       int64_t B, int64_t T, int64_t C) {
   // dwte: rows collide when a token repeats, so threads split the channels and each walks
   // all rows in order: race-free and independent of the thread count.
-  constexpr int64_t block = 16;
-  const int64_t blocks = (C + block - 1) / block;
-#pragma omp parallel for schedule(static)
-  for (int64_t cb = 0; cb < blocks; cb++) {
-    const int64_t c0 = cb * block;
-    const int64_t c1 = c0 + block < C ? c0 + block : C;
+  for_each_column_block(C, 16, [&](int64_t c0, int64_t c1) {
     for (int64_t n = 0; n < B * T; n++) {
       float* dst = dwte + static_cast<int64_t>(tokens[n]) * C;
       const float* src = dout + n * C;
       for (int64_t c = c0; c < c1; c++) dst[c] += src[c];
     }
-  }
+  });
   // dwpe: position t gathers its B rows in batch order.
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < T; t++) {

@@ -1,6 +1,7 @@
 // layernorm.cpp: layer normalisation over channels, eps 1e-5 (GPT-2).
 #include <cmath>
 
+#include "kernels/cpu/column_blocks.hpp"
 #include "kernels/cpu/ops.hpp"
 
 namespace lz::kernels::cpu {
@@ -31,12 +32,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
                         const float* inp, const float* weight, const float* mean,
                         const float* rstd, int64_t N, int64_t C) {
   // Parameter gradients: threads split the channels, rows summed in order.
-  constexpr int64_t block = 64;
-  const int64_t blocks = (C + block - 1) / block;
-#pragma omp parallel for schedule(static)
-  for (int64_t cb = 0; cb < blocks; cb++) {
-    const int64_t c0 = cb * block;
-    const int64_t c1 = c0 + block < C ? c0 + block : C;
+  for_each_column_block(C, 64, [&](int64_t c0, int64_t c1) {
     for (int64_t n = 0; n < N; n++) {
       const float* x = inp + n * C;
       const float* d = dout + n * C;
@@ -47,7 +43,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
         dbias[c] += d[c];
       }
     }
-  }
+  });
   // Input gradient, row by row.
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < N; n++) {

@@ -1,23 +1,19 @@
 // reduce.cpp: bias gradients, sum of squares (for the global gradient norm), scaling.
 #include <vector>
 
+#include "kernels/cpu/column_blocks.hpp"
 #include "kernels/cpu/ops.hpp"
 
 namespace lz::kernels::cpu {
 
 void bias_backward(float* dbias, const float* dout, int64_t N, int64_t OC) {
-  constexpr int64_t block = 64;
-  const int64_t blocks = (OC + block - 1) / block;
-#pragma omp parallel for schedule(static)
-  for (int64_t ob = 0; ob < blocks; ob++) {
-    const int64_t o0 = ob * block;
-    const int64_t o1 = o0 + block < OC ? o0 + block : OC;
+  for_each_column_block(OC, 64, [&](int64_t o0, int64_t o1) {
     for (int64_t n = 0; n < N; n++) {
       const float* d = dout + n * OC;
 #pragma omp simd
       for (int64_t o = o0; o < o1; o++) dbias[o] += d[o];
     }
-  }
+  });
 }
 
 double sum_squares(const float* x, int64_t n) {
