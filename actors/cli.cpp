@@ -16,6 +16,7 @@
 
 #include "actors/ckpt_commands.hpp"
 #include "actors/local_run.hpp"
+#include "actors/stop_signal.hpp"
 #include "actors/run_files.hpp"
 #include "checkpoint/llmc_format.hpp"
 #include "config/run_spec.hpp"
@@ -45,8 +46,9 @@ config::run_spec resolve_spec(const spec_args& args) {
 int cmd_run(const spec_args& args, std::string state_dir, bool no_progress) {
   const config::run_spec spec = resolve_spec(args);
   if (state_dir.empty()) state_dir = "runs/" + spec.run.name;
-  run_local(spec, {state_dir, !no_progress});
-  return 0;
+  install_stop_handlers();
+  const local_run_result r = run_local(spec, {state_dir, !no_progress});
+  return r.stopped_by_signal != 0 ? 128 + r.stopped_by_signal : 0;
 }
 
 int cmd_spec_print(const spec_args& args, bool toml) {

@@ -18,6 +18,7 @@
 
 #include "actors/model_descriptor.hpp"
 #include "actors/run_files.hpp"
+#include "actors/stop_signal.hpp"
 #include "checkpoint/catalog.hpp"
 #include "checkpoint/checkpointer.hpp"
 #include "checkpoint/fault_hook.hpp"
@@ -281,8 +282,25 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
                 r.loss, tok_s, format_duration(eta));
     }
     checkpoint::fault_point("train.after_step", step + 1);
+    bool saved = false;
     if (spec.checkpoint.every_steps > 0 && (step + 1) % spec.checkpoint.every_steps == 0) {
       save_checkpoint(step + 1, last);
+      saved = !snapshot_open;  // a fused snapshot would wait for an update that won't come
+    }
+    if (const int sig = stop_signal(); sig != 0 && !last) {
+      if (snapshot_open) {
+        ckpt.abandon_snapshot();
+        snapshot_open = false;
+      }
+      if (spec.checkpoint.every_steps > 0 && !saved) save_checkpoint(step + 1, true);
+      ckpt.wait_idle();
+      if (tty) std::fprintf(stderr, "\n");
+      log->warn("g0 step {}: stopped by signal {}{}; run the same command to resume", step + 1,
+                sig, spec.checkpoint.every_steps > 0 ? " after saving this step" :
+                " (checkpoint.every_steps = 0: nothing saved)");
+      result.steps = step + 1;
+      result.stopped_by_signal = sig;
+      return result;
     }
   }
   ckpt.wait_idle();

@@ -28,6 +28,7 @@ struct local_run_result {
   double val_loss = 0.0;
   double tokens_per_s = 0.0;
   std::string weights_sha256;
+  int stopped_by_signal = 0;  // SIGINT or SIGTERM stopped the run early (state saved)
 };
 
 local_run_result run_local(const config::run_spec& spec, const local_run_options& options);

@@ -28,8 +28,11 @@ armed_fault parse_fault() {
     spec.resize(colon);
     if (action == "enospc") {
       f.action = fault_action::enospc;
+    } else if (action == "term") {
+      f.action = fault_action::term;
     } else if (action != "kill") {
-      std::fprintf(stderr, "lazarus: LAZARUS_FAULT action '%s' is not kill or enospc; ignored\n",
+      std::fprintf(stderr,
+                   "lazarus: LAZARUS_FAULT action '%s' is not kill, term or enospc; ignored\n",
                    action.c_str());
       return {};
     }
@@ -57,12 +60,14 @@ fault_action fault_at(std::string_view point, int64_t step) {
 }
 
 void fault_point(std::string_view point, int64_t step) {
-  if (fault_at(point, step) == fault_action::kill) {
-    std::fprintf(stderr, "lazarus: fault injected at %.*s (step %lld): SIGKILL\n",
-                 static_cast<int>(point.size()), point.data(), static_cast<long long>(step));
-    std::fflush(stderr);
-    ::kill(::getpid(), SIGKILL);
-  }
+  const fault_action action = fault_at(point, step);
+  if (action != fault_action::kill && action != fault_action::term) return;
+  const bool kill = action == fault_action::kill;
+  std::fprintf(stderr, "lazarus: fault injected at %.*s (step %lld): %s\n",
+               static_cast<int>(point.size()), point.data(), static_cast<long long>(step),
+               kill ? "SIGKILL" : "SIGTERM");
+  std::fflush(stderr);
+  ::kill(::getpid(), kill ? SIGKILL : SIGTERM);
 }
 
 bool fault_enospc(std::string_view point, int64_t step) {

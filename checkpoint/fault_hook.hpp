@@ -3,8 +3,9 @@
 // The environment variable LAZARUS_FAULT arms one point:
 //   LAZARUS_FAULT="NAME[@STEP][:ACTION]"
 // NAME is a point such as "shard.after_fsync"; STEP (optional) restricts it to the save or
-// step with that number; ACTION is "kill" (SIGKILL this process, the default) or "enospc"
-// (the write at that point fails as if the disk were full). Unset, every point is a no-op
+// step with that number; ACTION is "kill" (SIGKILL this process, the default), "term"
+// (SIGTERM, which a run handles by stopping cleanly) or "enospc" (the write at that point
+// fails as if the disk were full). Unset, every point is a no-op
 // costing one comparison. Points are listed where they are placed (grep fault_point).
 #pragma once
 
@@ -13,12 +14,13 @@
 
 namespace lz::checkpoint {
 
-enum class fault_action { none, kill, enospc };
+enum class fault_action { none, kill, term, enospc };
 
 // What the armed fault says for this point and step (none when it does not match).
 fault_action fault_at(std::string_view point, int64_t step);
 
-// Kills the process here when the armed fault is `point` (at `step`) with action kill.
+// Sends this process SIGKILL (action kill) or SIGTERM (action term) when the armed fault is
+// `point` (at `step`).
 void fault_point(std::string_view point, int64_t step);
 
 // True when the armed fault is `point` (at `step`) with action enospc: the caller then fails

@@ -238,3 +238,22 @@ TEST(checkpoint_run, runs_sharing_a_checkpoint_dir_keep_to_their_own_files) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(checkpoint_run, sigterm_saves_the_current_step_and_stops_for_a_resume) {
+  const std::string dir = lz::test::test_dir("resume-sigterm");
+  const auto stopped = run_lazarus(run_args(dir), dir, "LAZARUS_FAULT=train.after_step@7:term");
+  ASSERT_EQ(stopped.exit_code, 128 + 15) << stopped.output;
+  EXPECT_NE(stopped.output.find("stopped by signal 15"), std::string::npos) << stopped.output;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/summary.json"));
+  const auto ls = run_lazarus("ckpt ls --json " + dir, dir + "/ls");
+  EXPECT_NE(ls.output.find("\"step\":7,"), std::string::npos) << ls.output;
+
+  const auto resumed = run_lazarus(run_args(dir), dir);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(json_field(read_file(dir + "/summary.json"), "resumed_from_step"), "7");
+  EXPECT_EQ(sha_of(dir), reference_sha(20));
+}
+
+}  // namespace
