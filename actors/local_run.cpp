@@ -31,7 +31,6 @@
 #include "engine/gpt2.hpp"
 #include "engine/optimizer.hpp"
 #include "engine/sample.hpp"
-#include "engine/tokenizer.hpp"
 #include "engine/train_step.hpp"
 
 namespace lz::actors {
@@ -329,13 +328,8 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
             result.weights_sha256);
 
   if (spec.run.sample_tokens > 0 && V == 256) {
-    const engine::byte_tokenizer tok;
-    const auto prompt16 = tok.encode("And ");
-    const std::vector<int32_t> prompt(prompt16.begin(), prompt16.end());
-    const auto out = engine::sample_tokens(model, prompt, spec.run.sample_tokens,
-                                           spec.run.sample_temperature, spec.run.seed);
-    const std::vector<uint16_t> out16(out.begin(), out.end());
-    const std::string text = tok.decode(out16.data(), out16.size());
+    const std::string text = engine::sample_text(model, "And ", spec.run.sample_tokens,
+                                                 spec.run.sample_temperature, spec.run.seed);
     write_text_file(sample_path(dir), text);
     std::printf("--- sample (%lld tokens, temperature %.2f) ---\n%s\n---\n",
                 static_cast<long long>(spec.run.sample_tokens), spec.run.sample_temperature,
@@ -356,12 +350,8 @@ std::string sample_from_state_dir(const std::string& state_dir, const std::strin
   auto backend = kernels::make_cpu_backend(threads);
   engine::gpt2 model(gpt2_config_of(m.header), *backend);
   std::copy(m.params.begin(), m.params.end(), model.params());
-  const engine::byte_tokenizer tok;
-  const auto p16 = tok.encode(prompt.empty() ? std::string("\n") : prompt);
-  const auto out = engine::sample_tokens(model, std::vector<int32_t>(p16.begin(), p16.end()),
-                                         tokens, temperature, seed);
-  const std::vector<uint16_t> out16(out.begin(), out.end());
-  return tok.decode(out16.data(), out16.size());
+  return engine::sample_text(model, prompt.empty() ? std::string("\n") : prompt, tokens,
+                             temperature, seed);
 }
 
 }  // namespace lz::actors

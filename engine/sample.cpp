@@ -5,6 +5,7 @@
 
 #include "config/error.hpp"
 #include "engine/rng.hpp"
+#include "engine/tokenizer.hpp"
 
 namespace lz::engine {
 
@@ -45,6 +46,18 @@ std::vector<int32_t> sample_tokens(gpt2& model, std::vector<int32_t> prompt, int
     prompt.push_back(next);
   }
   return prompt;
+}
+
+std::string sample_text(gpt2& model, const std::string& prompt, int64_t count,
+                        double temperature, uint64_t seed) {
+  LZ_CHECK(model.config().vocab_size == 256, "text sampling needs a byte-level model, V = {}",
+           model.config().vocab_size);
+  const byte_tokenizer tok;
+  const std::vector<uint16_t> p16 = tok.encode(prompt);
+  const auto out = sample_tokens(model, std::vector<int32_t>(p16.begin(), p16.end()), count,
+                                 temperature, seed);
+  const std::vector<uint16_t> out16(out.begin(), out.end());
+  return tok.decode(out16.data(), out16.size());
 }
 
 }  // namespace lz::engine

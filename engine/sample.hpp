@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "engine/gpt2.hpp"
@@ -13,5 +14,10 @@ namespace lz::engine {
 // max_seq_len tokens.
 std::vector<int32_t> sample_tokens(gpt2& model, std::vector<int32_t> prompt, int64_t count,
                                    double temperature, uint64_t seed);
+
+// The same for a byte-level model (vocabulary 256): `prompt` text (not empty) continued by
+// `count` bytes; returns prompt and continuation as text.
+std::string sample_text(gpt2& model, const std::string& prompt, int64_t count,
+                        double temperature, uint64_t seed);
 
 }  // namespace lz::engine
