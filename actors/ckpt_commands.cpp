@@ -3,13 +3,18 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "actors/model_descriptor.hpp"
 #include "actors/run_files.hpp"
+#include "actors/run_state.hpp"
 #include "checkpoint/catalog.hpp"
+#include "checkpoint/catalog_rebuild.hpp"
+#include "checkpoint/restore.hpp"
 #include "checkpoint/llmc_format.hpp"
 #include "checkpoint/shard_set.hpp"
 #include "config/json_writer.hpp"
@@ -22,16 +27,39 @@ namespace fs = std::filesystem;
 using checkpoint::checkpoint_record;
 using checkpoint::checkpoint_status;
 
-std::string root_of(const ckpt_command_options& o, const checkpoint::catalog& cat) {
-  return checkpoint_root(o.state_dir, o.checkpoint_dir, cat.run_id().value_or(""));
+bool has_step_dirs(const fs::path& dir) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.path().filename().string().starts_with("step_")) return true;
+  }
+  return false;
 }
 
-std::unique_ptr<checkpoint::catalog> open_catalog(const ckpt_command_options& o) {
-  if (!fs::exists(fs::path(o.state_dir) / "catalog")) {
-    LZ_THROW(io_error, "'{}' has no checkpoint catalog ({}/catalog): is it the --state-dir of "
-             "a run?", o.state_dir, o.state_dir);
+// Where the checkpoints of the state dir's run are: --checkpoint-dir (the directory holding
+// the step_* directories, or the run's checkpoint.dir that holds it as RUN_ID/), else where
+// the catalog recorded them, else STATE_DIR/checkpoints (a state dir moved as a whole, or
+// written by an older Lazarus).
+std::string root_of(const ckpt_command_options& o, const std::string& run_id,
+                    const std::optional<std::string>& recorded) {
+  if (!o.checkpoint_dir.empty()) {
+    if (has_step_dirs(o.checkpoint_dir) || run_id.empty()) return o.checkpoint_dir;
+    return checkpoint_root(o.state_dir, o.checkpoint_dir, run_id);
   }
-  return checkpoint::catalog::open(o.state_dir);
+  const std::string local = checkpoint_root(o.state_dir, "", "");
+  if (recorded && (fs::exists(*recorded) || !fs::exists(local))) return *recorded;
+  return local;
+}
+
+std::string root_of(const ckpt_command_options& o, const checkpoint::catalog& cat) {
+  return root_of(o, cat.run_id().value_or(""), cat.meta(checkpoint::k_meta_checkpoint_root));
+}
+
+// Read commands open the catalog read-only: no lock, no writes, so they work on a live run
+// and on an archived, read-only state dir.
+std::unique_ptr<checkpoint::catalog> open_catalog(
+    const ckpt_command_options& o,
+    checkpoint::catalog_access access = checkpoint::catalog_access::read_only) {
+  return checkpoint::catalog::open(o.state_dir, access);
 }
 
 std::string iso_time(int64_t unix_ms) {
@@ -59,13 +87,6 @@ checkpoint_record require_step(const checkpoint::catalog& cat, const ckpt_comman
              o.state_dir, *o.step, o.state_dir);
   }
   return *r;
-}
-
-std::vector<std::string> shard_paths(const ckpt_command_options& o,
-                                     const checkpoint::catalog& cat, const checkpoint_record& r) {
-  std::vector<std::string> paths;
-  for (const auto& s : r.shards) paths.push_back((fs::path(root_of(o, cat)) / s.file).string());
-  return paths;
 }
 
 // Appends one item to a JSON array under construction ("[" ... without the "]").
@@ -108,7 +129,20 @@ int ckpt_ls(const ckpt_command_options& o) {
 }
 
 int ckpt_verify(const ckpt_command_options& o) {
-  auto cat = open_catalog(o);
+  // Verify records what it finds; on a read-only state dir it still checks, and says that
+  // nothing was recorded.
+  std::unique_ptr<checkpoint::catalog> cat;
+  bool record = true;
+  try {
+    cat = open_catalog(o, checkpoint::catalog_access::read_write);
+  } catch (const lz::io_error& e) {
+    if (std::string(e.what()).find("read-only") == std::string::npos) throw;
+    cat = open_catalog(o);
+    record = false;
+    std::fprintf(stderr, "lazarus: the state dir is read-only: checking without recording the "
+                 "results in the catalog\n");
+  }
+  const std::string root = root_of(o, *cat);
   std::vector<checkpoint_record> todo;
   if (o.step) {
     todo.push_back(require_step(*cat, o));
@@ -118,19 +152,26 @@ int ckpt_verify(const ckpt_command_options& o) {
   int failures = 0;
   for (const auto& r : todo) {
     std::string error, file, tensor;
+    bool corrupt = false;
     try {
-      checkpoint::shard_set set(shard_paths(o, *cat, r));
-      set.verify_all();
-      cat->mark_verified(r.step);
-    } catch (const checkpoint::corrupt_shard& e) {
+      checkpoint::open_checkpoint(r, root).verify_all();
+    } catch (const checkpoint::corrupt_shard& e) {  // proof of damage
       error = e.what();
       file = e.path();
       tensor = e.tensor();
-    } catch (const lz::error& e) {
+      corrupt = true;
+    } catch (const lz::error& e) {  // missing, unreadable, another save's: not proof
       error = e.what();
     }
-    if (!error.empty()) {
-      failures++;
+    if (record && error.empty()) {
+      cat->mark_verified(r.step);
+      if (r.status == checkpoint_status::corrupt) {
+        cat->append_event("verify_cleared", config::json_object()
+                                                .add("step", r.step)
+                                                .add("was", r.note)
+                                                .str());
+      }
+    } else if (record && corrupt) {
       cat->mark_corrupt(r.step, error);
       cat->append_event("verify_failed", config::json_object()
                                              .add("step", r.step)
@@ -139,10 +180,13 @@ int ckpt_verify(const ckpt_command_options& o) {
                                              .add("error", error)
                                              .str());
     }
+    if (!error.empty()) failures++;
+    const char* verdict = error.empty() ? "ok" : corrupt ? "corrupt" : "unreadable";
     if (o.json) {
       std::printf("%s\n", config::json_object()
                               .add("step", r.step)
                               .add("ok", error.empty())
+                              .add("verdict", verdict)
                               .add("file", file)
                               .add("tensor", tensor)
                               .add("error", error)
@@ -151,19 +195,85 @@ int ckpt_verify(const ckpt_command_options& o) {
     } else if (error.empty()) {
       std::printf("step %lld: ok (%zu shard%s, every checksum matches)\n",
                   static_cast<long long>(r.step), r.shards.size(), r.shards.size() == 1 ? "" : "s");
+    } else if (corrupt) {
+      std::printf("step %lld: CORRUPT shard %s tensor %s: %s\n", static_cast<long long>(r.step),
+                  file.c_str(), tensor.c_str(), error.c_str());
     } else {
-      std::printf("step %lld: FAILED%s%s%s%s: %s\n", static_cast<long long>(r.step),
-                  file.empty() ? "" : " shard ", file.c_str(), tensor.empty() ? "" : " tensor ",
-                  tensor.c_str(), error.c_str());
+      std::printf("step %lld: UNREADABLE (not marked corrupt; fix the path or the disk and "
+                  "verify again): %s\n", static_cast<long long>(r.step), error.c_str());
     }
   }
   return failures == 0 ? 0 : 1;
 }
 
+int ckpt_events(const ckpt_command_options& o) {
+  auto cat = open_catalog(o);
+  const auto events = cat->events();
+  for (const auto& e : events) {
+    if (o.json) {
+      std::printf("%s\n", config::json_object()
+                              .add("seq", e.seq)
+                              .add("time", iso_time(e.unix_ms))
+                              .add("kind", e.kind)
+                              .add_raw("detail", e.json.empty() ? "{}" : e.json)
+                              .str()
+                              .c_str());
+    } else {
+      std::printf("%-6lld %-20s %-22s %s\n", static_cast<long long>(e.seq),
+                  iso_time(e.unix_ms).c_str(), e.kind.c_str(), e.json.c_str());
+    }
+  }
+  if (!o.json && events.empty()) std::printf("(no events)\n");
+  return 0;
+}
+
+int ckpt_rebuild_catalog(const ckpt_command_options& o) {
+  checkpoint::rebuild_options options;
+  options.state_dir = o.state_dir;
+  std::optional<std::string> recorded_root;
+  std::string run_id;
+  if (const auto id = read_run_identity(o.state_dir)) {
+    run_id = id->run_id;
+    options.expect_run_id = id->run_id;
+    recorded_root = id->checkpoint_root;
+  }
+  options.root_dir = fs::absolute(root_of(o, run_id, recorded_root)).lexically_normal().string();
+  if (!recorded_root && checkpoint::catalog::exists(o.state_dir)) {
+    try {  // a damaged catalog may still say where its checkpoints are
+      recorded_root = open_catalog(o)->meta(checkpoint::k_meta_checkpoint_root);
+    } catch (const lz::error&) {
+    }
+  }
+  if (std::ifstream spec(spec_path(o.state_dir)); spec) {
+    std::stringstream text;
+    text << spec.rdbuf();
+    options.spec_toml = text.str();
+  }
+  const checkpoint::rebuild_report report = checkpoint::rebuild_catalog(options);
+  write_run_identity(o.state_dir, {report.run_id, options.root_dir});
+  std::printf("rebuilt the catalog of run %s from %s:\n", report.run_id.c_str(),
+              options.root_dir.c_str());
+  for (const auto& r : report.added) {
+    std::printf("  step %lld: %d shard(s), verified, added\n", static_cast<long long>(r.step),
+                r.world_size);
+  }
+  for (const auto& [dir, why] : report.left_alone) {
+    std::printf("  %s: left where it is, not a checkpoint: %s\n", dir.c_str(), why.c_str());
+  }
+  if (!report.old_catalog.empty()) {
+    std::printf("the old catalog is kept as %s (%s)\n", report.old_catalog.c_str(),
+                report.carried_over
+                    ? fmt::format("its spec, data fingerprint and {} events were carried over",
+                                  report.events_carried).c_str()
+                    : "it could not be read, so nothing was carried over");
+  }
+  return report.added.empty() ? 1 : 0;
+}
+
 int ckpt_inspect(const ckpt_command_options& o) {
   auto cat = open_catalog(o);
   const checkpoint_record r = require_step(*cat, o);
-  checkpoint::shard_set set(shard_paths(o, *cat, r));
+  checkpoint::shard_set set = checkpoint::open_checkpoint(r, root_of(o, *cat));
   const auto& m = set.meta();
   if (!o.json) {
     std::printf("checkpoint step %lld (%s%s)\n  run %s, generation %lld, saved by %d rank(s)\n"
@@ -245,7 +355,7 @@ int ckpt_export_llmc(const ckpt_command_options& o, const std::string& out_path)
   } else {
     auto cat = open_catalog(o);
     const checkpoint_record r = require_step(*cat, o);
-    checkpoint::shard_set set(shard_paths(o, *cat, r));
+    checkpoint::shard_set set = checkpoint::open_checkpoint(r, root_of(o, *cat));
     header = llmc_header_of(parse_model_descriptor(set.meta().model));
     params.resize(static_cast<size_t>(set.meta().flat_total));
     set.read("params", {0, set.meta().flat_total}, params.data());

@@ -1,9 +1,10 @@
 // cli.cpp: subcommands of `lazarus`.
 //
-//   lazarus run [SPEC] [--set section.key=value]... [--state-dir DIR]
+//   lazarus run [SPEC] [--set section.key=value]... [--state-dir DIR] [--start-over]
 //   lazarus spec print [SPEC] [--set ...]        the resolved spec (table or --toml)
 //   lazarus data prepare --input FILE... --output DIR [--val-fraction F]
-//   lazarus ckpt ls | verify | inspect STATE_DIR [--step N] [--json]
+//   lazarus ckpt ls | verify | inspect | events STATE_DIR [--step N] [--json]
+//   lazarus ckpt rebuild-catalog STATE_DIR [--checkpoint-dir DIR]
 //   lazarus ckpt export --format llmc STATE_DIR OUT.bin [--step N]
 //   lazarus sample STATE_DIR [--prompt TEXT] [--tokens N]
 #include "actors/cli.hpp"
@@ -43,11 +44,13 @@ config::run_spec resolve_spec(const spec_args& args) {
                            : config::load_spec_file(args.path, overrides);
 }
 
-int cmd_run(const spec_args& args, std::string state_dir, bool no_progress) {
+int cmd_run(const spec_args& args, std::string state_dir, bool no_progress, bool start_over) {
   const config::run_spec spec = resolve_spec(args);
   if (state_dir.empty()) state_dir = "runs/" + spec.run.name;
   install_stop_handlers();
-  const local_run_result r = run_local(spec, {state_dir, !no_progress});
+  const local_run_result r = run_local(spec, {.state_dir = state_dir,
+                                              .progress = !no_progress,
+                                              .start = {.start_over = start_over}});
   return r.stopped_by_signal != 0 ? 128 + r.stopped_by_signal : 0;
 }
 
@@ -73,7 +76,8 @@ void add_ckpt_args(CLI::App* cmd, ckpt_command_options& o, int64_t& step, bool w
   cmd->add_option("state_dir", o.state_dir, "state dir of a run")->required();
   cmd->add_option("--step", step, "the checkpoint at this step");
   cmd->add_option("--checkpoint-dir", o.checkpoint_dir,
-                  "the run's checkpoint.dir, when it was set (its shards are in DIR/RUN_ID)");
+                  "where the step_* directories are, when not where the catalog recorded them "
+                  "(DIR itself, or DIR/RUN_ID for a run's checkpoint.dir)");
   if (with_json) cmd->add_flag("--json", o.json, "one JSON object per line");
 }
 
@@ -85,11 +89,14 @@ int run_cli(int argc, char** argv) {
 
   spec_args run_args;
   std::string state_dir;
-  bool no_progress = false;
+  bool no_progress = false, start_over = false;
   auto* run = app.add_subcommand("run", "train a model from a run spec");
   add_spec_args(run, run_args);
   run->add_option("--state-dir", state_dir, "where the run keeps its files (runs/NAME)");
   run->add_flag("--no-progress", no_progress, "no progress line on the terminal");
+  run->add_flag("--start-over", start_over,
+                "train from step 0 even though the state dir holds a run (its catalog, "
+                "checkpoints and metrics move to STATE_DIR/attic/TIME; nothing is deleted)");
 
   spec_args print_args;
   bool print_toml = false;
@@ -119,10 +126,16 @@ int run_cli(int argc, char** argv) {
   auto* verify = ckpt->add_subcommand("verify", "re-read every shard and check every checksum");
   auto* inspect = ckpt->add_subcommand("inspect", "manifest, shards, ranges and tensor table");
   auto* exp = ckpt->add_subcommand("export", "write the weights of a run in another format");
+  auto* events = ckpt->add_subcommand("events", "the run's events: commits, failures, "
+                                      "fallbacks, resumes, changed and refused specs");
+  auto* rebuild = ckpt->add_subcommand("rebuild-catalog", "rebuild a lost or damaged catalog "
+                                       "from the shard files (the old one is kept)");
   add_ckpt_args(ls, ckpt_opts, ckpt_step, true);
   add_ckpt_args(verify, ckpt_opts, ckpt_step, true);
   add_ckpt_args(inspect, ckpt_opts, ckpt_step, true);
   add_ckpt_args(exp, ckpt_opts, ckpt_step, false);
+  add_ckpt_args(events, ckpt_opts, ckpt_step, true);
+  add_ckpt_args(rebuild, ckpt_opts, ckpt_step, false);
   exp->add_option("--format", format, "output format (llmc: llm.c's gpt2 .bin)");
   exp->add_option("out", out_path, "output file")->required();
 
@@ -147,13 +160,15 @@ int run_cli(int argc, char** argv) {
   }
 
   try {
-    if (run->parsed()) return cmd_run(run_args, state_dir, no_progress);
+    if (run->parsed()) return cmd_run(run_args, state_dir, no_progress, start_over);
     if (print->parsed()) return cmd_spec_print(print_args, print_toml);
     if (prepare->parsed()) return cmd_data_prepare(inputs, output, val_fraction);
     if (ckpt_step >= 0) ckpt_opts.step = ckpt_step;
     if (ls->parsed()) return ckpt_ls(ckpt_opts);
     if (verify->parsed()) return ckpt_verify(ckpt_opts);
     if (inspect->parsed()) return ckpt_inspect(ckpt_opts);
+    if (events->parsed()) return ckpt_events(ckpt_opts);
+    if (rebuild->parsed()) return ckpt_rebuild_catalog(ckpt_opts);
     if (exp->parsed()) {
       if (format != "llmc") {
         LZ_THROW(spec_error, "unknown export format '{}': the supported format is 'llmc'", format);

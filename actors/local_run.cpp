@@ -13,11 +13,13 @@
 #include <unistd.h>
 
 #include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "actors/model_descriptor.hpp"
 #include "actors/run_files.hpp"
+#include "actors/run_state.hpp"
 #include "actors/stop_signal.hpp"
 #include "checkpoint/catalog.hpp"
 #include "checkpoint/checkpointer.hpp"
@@ -29,6 +31,7 @@
 #include "engine/dataset.hpp"
 #include "engine/digest.hpp"
 #include "engine/gpt2.hpp"
+#include "engine/memory_estimate.hpp"
 #include "engine/optimizer.hpp"
 #include "engine/sample.hpp"
 #include "engine/train_step.hpp"
@@ -43,15 +46,46 @@ double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
-std::shared_ptr<spdlog::logger> make_run_logger(const std::string& state_dir,
-                                                const std::string& level) {
+constexpr const char* k_log_pattern = "%Y-%m-%d %H:%M:%S.%e %n %^%l%$ %v";
+
+// The run's logger: the terminal, and until the start is accepted a memory buffer that
+// attach_log_file() later writes to run.log, so a refused start leaves run.log as it was.
+struct run_logger {
+  std::shared_ptr<spdlog::logger> log;
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> early;
+};
+
+run_logger make_run_logger(const std::string& level) {
   auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-  auto file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_path(state_dir), true);
-  auto logger = std::make_shared<spdlog::logger>("run", spdlog::sinks_init_list{console, file});
+  auto early = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1024);
+  auto logger = std::make_shared<spdlog::logger>("run", spdlog::sinks_init_list{console, early});
   logger->set_level(spdlog::level::from_str(level));
-  logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %n %^%l%$ %v");
-  logger->flush_on(spdlog::level::warn);
-  return logger;
+  logger->set_pattern(k_log_pattern);
+  logger->flush_on(spdlog::level::info);  // a killed run keeps its last lines
+  return {logger, early};
+}
+
+// Appends to run.log (never truncates it): a line marking this start, then what was logged
+// before the start was accepted.
+void attach_log_file(run_logger& l, const std::string& path) {
+  std::shared_ptr<spdlog::sinks::basic_file_sink_mt> file;
+  try {
+    file = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, false);
+  } catch (const spdlog::spdlog_ex& e) {
+    LZ_THROW(io_error, "cannot write the run log '{}': {}; pass a writable --state-dir", path,
+             e.what());
+  }
+  file->set_pattern(k_log_pattern);
+  file->set_level(l.log->level());
+  spdlog::details::log_msg marker(spdlog::source_loc{}, l.log->name(), spdlog::level::info,
+                                  fmt::format("==== lazarus run starts (pid {}) ====", ::getpid()));
+  file->log(marker);
+  for (const auto& m : l.early->last_raw()) file->log(m);
+  file->flush();
+  auto& sinks = l.log->sinks();
+  sinks.erase(std::remove(sinks.begin(), sinks.end(), l.early), sinks.end());
+  sinks.push_back(file);
+  l.early.reset();
 }
 
 // Loads an llm.c model into `model`, whose shape the spec fixed; a mismatch names the keys.
@@ -71,31 +105,41 @@ void load_init_from(engine::gpt2& model, const std::string& path) {
   std::copy(m.params.begin(), m.params.end(), model.params());
 }
 
-// A random run id (16 hex digits).
-std::string new_run_id() {
-  std::random_device rd;
-  const uint64_t id = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  return fmt::format("{:016x}", id);
-}
-
 // Opens metrics.jsonl for appending after keeping only the lines of steps <= start_step
 // (a resumed run replays the steps after its checkpoint); loss_at_start gets the loss of
-// step start_step when that line exists.
-std::ofstream open_metrics(const std::string& path, int64_t start_step, double& loss_at_start) {
+// step start_step when that line exists. Lines that do not read as one step after another
+// are dropped with a warning, and the file as it was is kept beside it first.
+std::ofstream open_metrics(const std::string& path, int64_t start_step, double& loss_at_start,
+                           spdlog::logger& log) {
   std::vector<std::string> kept;
+  std::vector<int64_t> bad_lines;
   if (start_step > 0) {
     std::ifstream in(path);
     std::string line;
-    while (std::getline(in, line)) {
+    for (int64_t number = 1; std::getline(in, line); ++number) {
       int64_t step = -1;
-      double loss = NAN;
-      if (std::sscanf(line.c_str(), "{\"step\":%" SCNd64 ",\"loss\":%lf", &step, &loss) < 1) {
+      double loss = NAN;  // stays NaN for a non-finite loss, written as null
+      const bool parsed = std::sscanf(line.c_str(), "{\"step\":%" SCNd64, &step) == 1 &&
+                          line.back() == '}';
+      if (parsed) std::sscanf(line.c_str(), "{\"step\":%*d,\"loss\":%lf", &loss);
+      if (parsed && step > start_step) continue;  // replayed: written again below
+      if (!parsed || step != static_cast<int64_t>(kept.size()) + 1) {
+        bad_lines.push_back(number);
         continue;
       }
-      if (step > start_step) break;
       if (step == start_step) loss_at_start = loss;
       kept.push_back(line);
     }
+  }
+  if (!bad_lines.empty()) {
+    const std::string copy = fmt::format("{}.{}.bak", path, ::time(nullptr));
+    std::error_code ec;
+    std::filesystem::copy_file(path, copy, ec);
+    if (ec) LZ_THROW(io_error, "cannot keep a copy of '{}' as '{}': {}", path, copy, ec.message());
+    std::string numbers;
+    for (int64_t n : bad_lines) numbers += (numbers.empty() ? "" : ", ") + std::to_string(n);
+    log.warn("metrics: line(s) {} of '{}' are not one step after another and were dropped; the "
+             "file as it was is kept as '{}'", numbers, path, copy);
   }
   std::ofstream out(path, std::ios::trunc);
   if (!out) LZ_THROW(io_error, "cannot write '{}': check that the state dir is writable", path);
@@ -116,23 +160,23 @@ void write_text_file(const std::string& path, const std::string& text) {
 }  // namespace
 
 local_run_result run_local(const config::run_spec& spec, const local_run_options& options) {
-  const std::string& dir = options.state_dir;
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) {
-    LZ_THROW(io_error, "cannot create state dir '{}': {}; pass a writable --state-dir", dir,
-             ec.message());
-  }
-  auto log = make_run_logger(dir, spec.logging.level);
-  write_text_file(spec_path(dir), config::format_spec_toml(spec));
+  run_logger logger = make_run_logger(spec.logging.level);
+  auto& log = logger.log;
   std::printf("%s\n", config::format_spec_table(spec).c_str());
   std::fflush(stdout);
 
-  // Data
+  // 1. Checks that need no state dir: memory, data, the model.
+  engine::require_memory_fits(spec, engine::physical_memory_bytes());
   const int64_t V = spec.model.vocab_size;
   const int64_t T = spec.data.seq_len, B = spec.data.micro_batch, slots = spec.data.slots;
   const auto train = engine::token_dataset::from_glob(spec.data.train_shards, V);
   const auto val = engine::token_dataset::from_glob(spec.data.val_shards, V);
+  if (val.num_windows(T) < 1) {
+    LZ_THROW(data_error, "the validation shards (data.val_shards = \"{}\") hold {} tokens, "
+             "fewer than one sequence of data.seq_len + 1 = {}: prepare a larger validation "
+             "split (lazarus data prepare --val-fraction) or lower data.seq_len",
+             spec.data.val_shards, val.num_tokens(), T + 1);
+  }
   engine::train_batcher batcher(train, spec.run.seed, T, slots, B);
   log->info("data: {} train tokens in {} shard(s), {} validation tokens; {} windows of {} "
             "tokens per epoch, {} tokens per step ({:.2f} epochs in {} steps)",
@@ -144,59 +188,70 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
               "global batch and the result are those of {} ranks",
               spec.parallel.ranks, slots, spec.parallel.ranks);
   }
-
-  // Model and optimizer
   auto backend = kernels::make_cpu_backend(static_cast<int>(spec.parallel.threads_per_rank));
   engine::gpt2 model(engine::gpt2_config::from_spec(spec), *backend);
-  if (spec.model.init_from.empty()) {
-    model.init_random(spec.run.seed);
-  } else {
-    load_init_from(model, spec.model.init_from);
-    log->info("model: weights from '{}'", spec.model.init_from);
-  }
-  log->info("model: {} parameters (L {} C {} NH {} Vp {}), backend {} with {} thread(s)",
-            model.num_params(), spec.model.layers, spec.model.channels, spec.model.heads,
-            model.config().padded_vocab_size, backend->name(), backend->threads());
   engine::adamw_optimizer optimizer(
       model.layout(), 0, model.num_params(),
       {spec.optimizer.beta1, spec.optimizer.beta2, spec.optimizer.eps,
        spec.optimizer.weight_decay});
+  const int64_t P = model.num_params();
+  const std::string descriptor = model_descriptor(model.config());
+
+  // 2. The state dir: every check that can refuse this start, then the restore; nothing is
+  // written before both pass.
+  run_state state = run_state::inspect(spec, options.state_dir, engine::data_fingerprint(train),
+                                       options.start, *log);
+  int64_t start_step = 0;
+  if (state.resuming()) {
+    const auto outcome = checkpoint::restore_latest(
+        state.catalog(), state.checkpoint_root(), {0, P},
+        {{"params", model.params()}, {"adam_m", optimizer.m()}, {"adam_v", optimizer.v()}},
+        {descriptor, P}, *log);
+    state.require_restored(outcome);
+    if (outcome.restored) {
+      start_step = outcome.restored->record.step;
+      if (outcome.restored->meta.data_seed != spec.run.seed) {
+        LZ_THROW(spec_error, "the checkpoints in '{}' were trained with run.seed {}, this spec "
+                 "says {}: resuming would change the data order; use the same run.seed or "
+                 "another --state-dir", state.checkpoint_root(), outcome.restored->meta.data_seed,
+                 spec.run.seed);
+      }
+    }
+  }
+  if (start_step == 0) {
+    if (spec.model.init_from.empty()) {
+      model.init_random(spec.run.seed);
+    } else {
+      load_init_from(model, spec.model.init_from);
+      log->info("model: weights from '{}'", spec.model.init_from);
+    }
+  }
+
+  // 3. Accepted: from here on the run writes.
+  state.begin(spec);
+  const std::string dir = state.state_dir();
+  const std::string& run_id = state.run_id();
+  attach_log_file(logger, log_path(dir));
+  write_text_file(spec_path(dir), config::format_spec_toml(spec));
+  log->info("model: {} parameters (L {} C {} NH {} Vp {}), backend {} with {} thread(s)",
+            model.num_params(), spec.model.layers, spec.model.channels, spec.model.heads,
+            model.config().padded_vocab_size, backend->name(), backend->threads());
   const engine::lr_schedule schedule{spec.optimizer.lr, spec.optimizer.min_lr_ratio,
                                      spec.optimizer.warmup_steps, spec.run.steps};
   engine::train_step stepper(model, optimizer, batcher, schedule,
-                             {T, B, slots, 0, slots, spec.optimizer.grad_clip});
-
-  // Checkpoints: resume from the newest good one, then save every N steps
-  auto catalog = checkpoint::catalog::open(dir);
-  std::string run_id = catalog->run_id().value_or("");
-  if (run_id.empty()) {
-    run_id = new_run_id();
-    catalog->set_run_id(run_id);
-  }
-  const std::string ckpt_root = checkpoint_root(dir, spec.checkpoint.dir, run_id);
+                             {.seq_len = T, .micro_batch = B, .slots = slots, .slot_begin = 0,
+                              .slot_end = slots, .grad_clip = spec.optimizer.grad_clip});
+  const std::string ckpt_root = state.checkpoint_root();
   checkpoint::checkpointer ckpt(
-      *catalog,
+      state.catalog(),
       {ckpt_root, {spec.checkpoint.keep_last, spec.checkpoint.keep_every}, spec.checkpoint.async,
        spec.checkpoint.when_busy == "skip"},
       log);
   ckpt.recover();
-  const int64_t P = model.num_params();
-  const std::string descriptor = model_descriptor(model.config());
-  int64_t start_step = 0;
-  const auto restored = checkpoint::restore_latest(
-      *catalog, ckpt_root, {0, P},
-      {{"params", model.params()}, {"adam_m", optimizer.m()}, {"adam_v", optimizer.v()}},
-      {descriptor, P}, *log);
-  if (restored) {
-    start_step = restored->record.step;
-    if (restored->meta.data_seed != spec.run.seed) {
-      LZ_THROW(spec_error, "the checkpoints in '{}' were trained with run.seed {}, this spec "
-               "says {}: resuming would change the data order; use the same run.seed or another "
-               "--state-dir", ckpt_root, restored->meta.data_seed, spec.run.seed);
-    }
+  if (start_step > 0) {
     log->info("g0 step {}: resumed from checkpoint step {} (run {})", start_step, start_step,
               run_id);
-    catalog->append_event("resumed", config::json_object().add("step", start_step).str());
+    state.catalog().append_event("resumed", config::json_object().add("step", start_step).str());
   }
   // the weights this process starts training from (after init, init_from or a restore)
   const std::string initial_sha256 =
@@ -229,8 +284,9 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
   };
 
   // Training loop
+  const auto stop_requested = [] { return stop_signal() != 0; };
   double resumed_loss = NAN;
-  std::ofstream metrics = open_metrics(metrics_path(dir), start_step, resumed_loss);
+  std::ofstream metrics = open_metrics(metrics_path(dir), start_step, resumed_loss, *log);
   const bool tty = options.progress && ::isatty(STDERR_FILENO) == 1;
   const int64_t log_every = std::max<int64_t>(1, spec.run.steps / 20);
   local_run_result result;
@@ -256,8 +312,10 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
         .add("step_ms", step_s * 1e3).add("tokens_per_s", static_cast<double>(r.tokens) / step_s)
         .add("generation", int64_t{0});
     if (evaluate) {
-      val_loss = engine::evaluate(model, val, spec.run.val_batches, B, T);
-      line.add("val_loss", val_loss);
+      // a stop signal ends the evaluation at a batch boundary; the step stops below
+      val_loss = engine::evaluate(model, val, spec.run.val_batches, B, T, stop_requested)
+                     .value_or(NAN);
+      if (!std::isnan(val_loss)) line.add("val_loss", val_loss);
     }
     metrics << line.str() << '\n';
     metrics.flush();
@@ -272,7 +330,7 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
                    r.loss, tok_s / 1e3, format_duration(eta).c_str());
       if (last) std::fprintf(stderr, "\n");
     }
-    if (evaluate) {
+    if (evaluate && !std::isnan(val_loss)) {
       if (tty) std::fprintf(stderr, "\n");
       log->info("g0 step {}: loss {:.4f} val_loss {:.4f} lr {:.3e} grad_norm {:.3f}", step + 1,
                 r.loss, val_loss, r.lr, r.grad_norm);
@@ -303,7 +361,10 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
     }
   }
   ckpt.wait_idle();
-  if (std::isnan(val_loss)) val_loss = engine::evaluate(model, val, spec.run.val_batches, B, T);
+  if (std::isnan(val_loss) && stop_signal() == 0) {
+    val_loss = engine::evaluate(model, val, spec.run.val_batches, B, T, stop_requested)
+                   .value_or(NAN);
+  }
   const checkpoint::checkpointer_stats cs = ckpt.stats();
 
   // Results

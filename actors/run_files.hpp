@@ -11,6 +11,7 @@ inline std::string metrics_path(const std::string& dir) { return dir + "/metrics
 inline std::string summary_path(const std::string& dir) { return dir + "/summary.json"; }
 inline std::string final_model_path(const std::string& dir) { return dir + "/final_model.bin"; }
 inline std::string sample_path(const std::string& dir) { return dir + "/sample.txt"; }
+inline std::string identity_path(const std::string& dir) { return dir + "/run_identity"; }
 
 // Where a run's shard files live: STATE_DIR/checkpoints, or a directory of its own under
 // checkpoint.dir (named by the run id, so runs sharing checkpoint.dir never touch each

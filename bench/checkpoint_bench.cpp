@@ -194,7 +194,7 @@ int main(int argc, char** argv) {
   lz::engine::train_batcher batcher(data, 3, 64, 1, 4);
   lz::engine::adamw_optimizer opt(model.layout(), 0, P, {0.9, 0.95, 1e-8, 0.1});
   lz::engine::train_step step(model, opt, batcher, {1e-4, 0.1, 0, 100}, {64, 4, 1, 0, 1, 1.0});
-  auto cat = lz::checkpoint::catalog::open(dir + "/state");
+  auto cat = lz::checkpoint::catalog::create(dir + "/state", "bench");
   auto log = std::make_shared<spdlog::logger>("bench", std::make_shared<spdlog::sinks::null_sink_mt>());
   lz::checkpoint::checkpointer ckpt(*cat, {dir + "/state/checkpoints", {2, 0}, true, false}, log);
   step.set_before_update([&ckpt] { ckpt.wait_snapshot(); });

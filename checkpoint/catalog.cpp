@@ -1,13 +1,15 @@
 // catalog.cpp: the checkpoint catalog on RocksDB (see catalog.hpp).
 //
 // Keys: checkpoints = step (8 bytes big-endian); shards = step (8 BE) | rank (4 BE);
-// events = seq (8 BE); meta = "run_id", "next_event_seq", "pending_delete/" + step (8 BE).
+// events = seq (8 BE); meta = "run_id", "next_event_seq", "pending_delete/" + step (8 BE),
+// "inflight_save/" + step (8 BE), "left_alone/" + dir, and the k_meta_* names.
 // Values: version byte 1, then fixed fields: integers little-endian, strings as a u32
 // length and the bytes. A checkpoint's shards live only in "shards", never in its record.
 #include "checkpoint/catalog.hpp"
 
 #include <algorithm>
 #include <chrono>
+#include <cstdarg>
 #include <cstdio>
 #include <filesystem>
 #include <mutex>
@@ -19,6 +21,7 @@
 #include <rocksdb/write_batch.h>
 
 #include "checkpoint/fault_hook.hpp"
+#include "checkpoint/file_io.hpp"
 #include "config/error.hpp"
 
 namespace lz::checkpoint {
@@ -27,6 +30,8 @@ namespace {
 
 constexpr uint8_t k_value_version = 1;
 constexpr std::string_view k_pending_prefix = "pending_delete/";
+constexpr std::string_view k_inflight_prefix = "inflight_save/";
+constexpr std::string_view k_left_alone_prefix = "left_alone/";
 const char* const k_cf_names[] = {"default", "checkpoints", "shards", "events", "meta"};
 
 void put_be(std::string& out, uint64_t v, int bytes) {
@@ -52,6 +57,15 @@ std::string shard_key(int64_t step, int32_t rank) {
 }
 
 std::string pending_key(int64_t step) { return std::string(k_pending_prefix) + step_key(step); }
+std::string inflight_key(int64_t step) { return std::string(k_inflight_prefix) + step_key(step); }
+
+// RocksDB's own info log would write files into the catalog on every open (read-only ones
+// too); its errors reach us as Status values instead.
+class silent_logger : public rocksdb::Logger {
+public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char*, va_list) override {}
+};
 
 // Appends fields after the version byte.
 class value_writer {
@@ -165,10 +179,16 @@ struct catalog::impl {
     if (!s.ok()) LZ_THROW(io_error, "catalog {}: {} failed: {}", path_, op, s.ToString());
   }
 
+  // Synced to the write-ahead log, then flushed into table files, so that a record never
+  // lives only in the log: a deleted log then loses nothing, and a deleted table file is
+  // an error at open (the MANIFEST lists it), never a silently emptier catalog.
   void write_synced(rocksdb::WriteBatch& batch, std::string_view op) {
     rocksdb::WriteOptions options;
     options.sync = true;
     check(db_->Write(options, &batch), op);
+    rocksdb::FlushOptions flush;
+    flush.wait = true;
+    check(db_->Flush(flush, handles_), op);
   }
 
   std::optional<std::string> read(rocksdb::ColumnFamilyHandle* cf, const std::string& key,
@@ -301,40 +321,95 @@ catalog::~catalog() {
                             s.ToString().c_str());
 }
 
-std::unique_ptr<catalog> catalog::open(const std::string& state_dir) {
-  auto p = std::make_unique<impl>();
-  p->path_ = (std::filesystem::path(state_dir) / "catalog").string();
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string catalog_path(const std::string& state_dir) {
+  return (fs::path(state_dir) / "catalog").string();
+}
+
+bool contains(const std::string& text, std::string_view part) {
+  return text.find(part) != std::string::npos;
+}
+
+// What a failed DB::Open means for the user, and what to do about it.
+[[noreturn]] void throw_open_failure(const rocksdb::Status& s, const std::string& path,
+                                     const std::string& state_dir, catalog_access access) {
+  const std::string text = s.ToString();
+  if (s.IsIOError() && contains(text, "/LOCK")) {  // held by another process
+    LZ_THROW(io_error, "another process holds {} (its LOCK is taken, or this process opened "
+             "it twice): stop the other Lazarus process using state dir '{}' or choose "
+             "another state dir ({})", path, state_dir, text);
+  }
+  if (contains(text, "No space left on device")) {
+    LZ_THROW(io_error, "cannot open the catalog {}: the disk is full ({}); free space on that "
+             "disk and retry: nothing was changed", path, text);
+  }
+  if (contains(text, "Read-only file system") || contains(text, "Permission denied")) {
+    LZ_THROW(io_error, "cannot open the catalog {} for writing: the state dir is read-only or "
+             "not ours ({}); `lazarus ckpt ls|verify|inspect|events` read it as it is, and "
+             "training needs a writable --state-dir", path, text);
+  }
+  if (s.IsCorruption() || s.IsNotFound() || contains(text, "No such file") ||
+      contains(text, "does not exist")) {
+    LZ_THROW(io_error, "the checkpoint catalog {} is damaged: {}. Nothing was changed. "
+             "`lazarus ckpt rebuild-catalog {}` rebuilds it from the shard files (it keeps "
+             "the damaged catalog beside the new one)", path, text, state_dir);
+  }
+  LZ_THROW(io_error, "cannot open the checkpoint catalog {}{}: {}; nothing was changed", path,
+           access == catalog_access::read_only ? " (read-only)" : "", text);
+}
+
+}  // namespace
+
+bool catalog::exists(const std::string& state_dir) {
   std::error_code ec;
-  std::filesystem::create_directories(state_dir, ec);
-  if (ec) {
-    LZ_THROW(io_error, "cannot create state dir '{}': {}; check the path and its permissions",
-             state_dir, ec.message());
+  return fs::exists(catalog_path(state_dir), ec);
+}
+
+std::unique_ptr<catalog> catalog::open(const std::string& state_dir, catalog_access access) {
+  return open_at(catalog_path(state_dir), state_dir, access, false);
+}
+
+std::unique_ptr<catalog> catalog::open_at(const std::string& path, const std::string& state_dir,
+                                          catalog_access access, bool create) {
+  auto p = std::make_unique<impl>();
+  p->path_ = path;
+  std::error_code ec;
+  if (!create) {
+    if (!fs::exists(path, ec)) {
+      LZ_THROW(io_error, "'{}' has no checkpoint catalog ({} does not exist): is it the "
+               "--state-dir of a run?", state_dir, path);
+    }
+    if (!fs::exists(fs::path(path) / "CURRENT", ec)) {
+      LZ_THROW(io_error, "the checkpoint catalog {} is damaged: its file CURRENT is missing. "
+               "Nothing was changed. `lazarus ckpt rebuild-catalog {}` rebuilds it from the "
+               "shard files (it keeps the damaged catalog beside the new one)", path, state_dir);
+    }
   }
   rocksdb::DBOptions options;  // a small metadata database: modest buffers, few logs
-  options.create_if_missing = true;
-  options.create_missing_column_families = true;
+  options.create_if_missing = create;
+  options.error_if_exists = create;
+  options.create_missing_column_families = create;
   options.max_background_jobs = 1;
   options.keep_log_file_num = 2;
-  options.max_log_file_size = 1 << 20;
   options.max_total_wal_size = 8 << 20;
-  options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  options.info_log = std::make_shared<silent_logger>();
+  // A write-ahead log that went missing is an error at open, not an empty catalog.
+  options.track_and_verify_wals_in_manifest = true;
+  options.atomic_flush = true;  // the column families of one batch reach the tables together
   rocksdb::ColumnFamilyOptions cf_options;
   cf_options.write_buffer_size = 1 << 20;
   cf_options.max_write_buffer_number = 2;
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const char* name : k_cf_names) descriptors.emplace_back(name, cf_options);
   rocksdb::DB* db = nullptr;
-  const rocksdb::Status s = rocksdb::DB::Open(options, p->path_, descriptors, &p->handles_, &db);
-  if (!s.ok()) {
-    const std::string text = s.ToString();
-    if (s.IsIOError() && text.find("/LOCK") != std::string::npos) {  // held by another
-      LZ_THROW(io_error, "another process holds {} (its LOCK is taken, or this process opened "
-               "it twice): stop the other Lazarus process using state dir '{}' or choose "
-               "another state dir ({})",
-               p->path_, state_dir, text);
-    }
-    p->check(s, "open");
-  }
+  const rocksdb::Status s =
+      access == catalog_access::read_only
+          ? rocksdb::DB::OpenForReadOnly(options, path, descriptors, &p->handles_, &db)
+          : rocksdb::DB::Open(options, path, descriptors, &p->handles_, &db);
+  if (!s.ok()) throw_open_failure(s, path, state_dir, access);
   p->db_.reset(db);
   p->checkpoints_ = p->handles_[1];
   p->shards_ = p->handles_[2];
@@ -342,7 +417,42 @@ std::unique_ptr<catalog> catalog::open(const std::string& state_dir) {
   p->meta_ = p->handles_[4];
   auto c = std::unique_ptr<catalog>(new catalog(std::move(p)));  // closes the DB if we throw
   c->impl_->next_event_seq_ = c->impl_->load_next_event_seq();
+  if (!create && !c->run_id()) {
+    LZ_THROW(io_error, "the checkpoint catalog {} is damaged: it holds no run id, so its "
+             "records were lost (a deleted write-ahead log?). Nothing was changed. "
+             "`lazarus ckpt rebuild-catalog {}` rebuilds it from the shard files (it keeps "
+             "the damaged catalog beside the new one)", path, state_dir);
+  }
   return c;
+}
+
+std::unique_ptr<catalog> catalog::create(const std::string& state_dir, const std::string& run_id) {
+  const std::string path = catalog_path(state_dir);
+  const std::string building = path + ".creating";  // never a catalog: a creation cut short
+  std::error_code ec;
+  if (fs::exists(path, ec)) {
+    LZ_THROW(io_error, "refusing to create a checkpoint catalog in '{}': {} exists; a catalog "
+             "is never created over another one", state_dir, path);
+  }
+  fs::create_directories(state_dir, ec);
+  if (ec) {
+    LZ_THROW(io_error, "cannot create state dir '{}': {}; check the path and its permissions",
+             state_dir, ec.message());
+  }
+  fs::remove_all(building, ec);
+  if (ec) LZ_THROW(io_error, "cannot remove '{}': {}", building, ec.message());
+  {
+    auto fresh = open_at(building, state_dir, catalog_access::read_write, true);
+    value_writer w;
+    w.str(run_id);
+    rocksdb::WriteBatch batch;
+    fresh->impl_->check(batch.Put(fresh->impl_->meta_, "run_id", w.bytes()), "set_run_id");
+    fresh->impl_->write_synced(batch, "set_run_id");
+  }
+  fs::rename(building, path, ec);
+  if (ec) LZ_THROW(io_error, "cannot rename '{}' to '{}': {}", building, path, ec.message());
+  fsync_directory(state_dir);
+  return open(state_dir);
 }
 
 void catalog::commit(const checkpoint_record& record) {
@@ -358,6 +468,7 @@ void catalog::commit(const checkpoint_record& record) {
     LZ_CHECK(s.rank >= 0, "shard rank {} of step {}", s.rank, record.step);
     impl_->check(batch.Put(impl_->shards_, shard_key(record.step, s.rank), encode_shard(s)), op);
   }
+  impl_->check(batch.Delete(impl_->meta_, inflight_key(record.step)), op);
   fault_point("catalog.before_commit", record.step);
   impl_->write_synced(batch, op);
   fault_point("catalog.after_commit", record.step);
@@ -393,6 +504,8 @@ void catalog::mark_verified(int64_t step) {
   const std::string op = fmt::format("mark_verified of checkpoint {}", step);
   checkpoint_record c = impl_->must_get(step, op);
   c.verified = true;
+  c.status = checkpoint_status::committed;
+  c.note.clear();
   impl_->put_record(c, op);
 }
 
@@ -406,11 +519,16 @@ void catalog::mark_corrupt(int64_t step, const std::string& reason) {
 }
 
 int64_t catalog::append_event(const std::string& kind, const std::string& json) {
+  return append_event_at(now_unix_ms(), kind, json);
+}
+
+int64_t catalog::append_event_at(int64_t unix_ms, const std::string& kind,
+                                 const std::string& json) {
   std::lock_guard<std::mutex> lock(impl_->event_mutex_);
   const int64_t seq = impl_->next_event_seq_;
   const std::string op = fmt::format("append of event {} ({})", seq, kind);
   value_writer event;
-  event.i64(now_unix_ms()).str(kind).str(json);
+  event.i64(unix_ms).str(kind).str(json);
   value_writer next;
   next.i64(seq + 1);
   rocksdb::WriteBatch batch;
@@ -485,12 +603,80 @@ std::optional<std::string> catalog::run_id() const {
   return id;
 }
 
-void catalog::set_run_id(const std::string& id) {
+std::optional<std::string> catalog::meta(std::string_view name) const {
+  const std::string key(name);
+  const auto v = impl_->read(impl_->meta_, key, "reading " + key);
+  if (!v) return std::nullopt;
+  value_reader r(*v, impl_->path_ + " column family 'meta' key " + key);
+  std::string text = r.str();
+  r.finish();
+  return text;
+}
+
+void catalog::set_meta(std::string_view name, const std::string& value) {
+  LZ_CHECK(name != "run_id" && name != "next_event_seq", "meta name {}", name);
+  const std::string op = fmt::format("set_meta of {}", name);
   value_writer w;
-  w.str(id);
+  w.str(value);
   rocksdb::WriteBatch batch;
-  impl_->check(batch.Put(impl_->meta_, "run_id", w.bytes()), "set_run_id");
-  impl_->write_synced(batch, "set_run_id");
+  impl_->check(batch.Put(impl_->meta_, std::string(name), w.bytes()), op);
+  impl_->write_synced(batch, op);
+}
+
+const std::string& catalog::path() const { return impl_->path_; }
+
+void catalog::begin_save(int64_t step, const std::string& dir) {
+  LZ_CHECK(step >= 0, "step {}", step);
+  const std::string op = fmt::format("begin_save of checkpoint {}", step);
+  value_writer w;
+  w.str(dir);
+  rocksdb::WriteBatch batch;
+  impl_->check(batch.Put(impl_->meta_, inflight_key(step), w.bytes()), op);
+  impl_->write_synced(batch, op);
+}
+
+void catalog::abort_save(int64_t step) {
+  const std::string op = fmt::format("abort_save of checkpoint {}", step);
+  rocksdb::WriteBatch batch;
+  impl_->check(batch.Delete(impl_->meta_, inflight_key(step)), op);
+  impl_->write_synced(batch, op);
+}
+
+std::vector<inflight_save> catalog::inflight_saves() const {
+  std::vector<inflight_save> out;
+  impl_->scan(impl_->meta_, k_inflight_prefix, "listing saves in flight",
+              [&](const rocksdb::Slice& key, const rocksdb::Slice& value) {
+    const std::string where = impl_->path_ + " column family 'meta' key " + key.ToString(true);
+    value_reader r(value, where);
+    if (key.size() != k_inflight_prefix.size() + 8) r.fail("the key is not inflight_save/ and 8 bytes");
+    inflight_save save;
+    save.step = static_cast<int64_t>(get_be(key.data() + k_inflight_prefix.size(), 8));
+    save.dir = r.str();
+    r.finish();
+    out.push_back(std::move(save));
+  });
+  return out;
+}
+
+void catalog::leave_alone(const std::string& dir, const std::string& reason) {
+  const std::string op = fmt::format("leave_alone of {}", dir);
+  value_writer w;
+  w.str(reason);
+  rocksdb::WriteBatch batch;
+  impl_->check(batch.Put(impl_->meta_, std::string(k_left_alone_prefix) + dir, w.bytes()), op);
+  impl_->write_synced(batch, op);
+}
+
+std::vector<std::pair<std::string, std::string>> catalog::left_alone() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  impl_->scan(impl_->meta_, k_left_alone_prefix, "listing directories left alone",
+              [&](const rocksdb::Slice& key, const rocksdb::Slice& value) {
+    value_reader r(value, impl_->path_ + " column family 'meta' key " + key.ToString());
+    std::string reason = r.str();
+    r.finish();
+    out.emplace_back(key.ToString().substr(k_left_alone_prefix.size()), std::move(reason));
+  });
+  return out;
 }
 
 }  // namespace lz::checkpoint

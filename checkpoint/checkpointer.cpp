@@ -1,5 +1,6 @@
 #include "checkpoint/checkpointer.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -59,30 +60,60 @@ checkpointer::~checkpointer() {
   worker_.join();
 }
 
+std::vector<std::string> unrecorded_checkpoint_dirs(const catalog& cat,
+                                                    const std::string& root_dir) {
+  std::set<std::string> known;
+  for (const auto& r : cat.list()) known.insert(r.dir);
+  for (const auto& save : cat.inflight_saves()) known.insert(save.dir);
+  for (int64_t step : cat.pending_deletes()) known.insert(checkpoint_dir_name(step));
+  for (const auto& [dir, reason] : cat.left_alone()) known.insert(dir);
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with("step_") && known.count(name) == 0) out.push_back(name);
+  }
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    LZ_THROW(io_error, "cannot list checkpoint dir '{}': {}", root_dir, ec.message());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 void checkpointer::recover() {
-  for (int64_t step : catalog_.pending_deletes()) {
-    const fs::path dir = fs::path(options_.root_dir) / checkpoint_dir_name(step);
+  const auto remove_dir = [this](const std::string& name) {
+    const fs::path dir = fs::path(options_.root_dir) / name;
     std::error_code ec;
     fs::remove_all(dir, ec);
     if (ec) LZ_THROW(io_error, "cannot remove '{}': {}", dir.string(), ec.message());
+  };
+  for (int64_t step : catalog_.pending_deletes()) {
+    remove_dir(checkpoint_dir_name(step));
     catalog_.finish_delete(step);
     log_->info("checkpoint: finished the interrupted deletion of step {}", step);
   }
-  std::set<std::string> known;
-  for (const auto& r : catalog_.list()) known.insert(r.dir);
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(options_.root_dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (!entry.is_directory() || !name.starts_with("step_") || known.count(name) != 0) continue;
-    fs::remove_all(entry.path(), ec);
-    log_->warn("checkpoint: removed '{}', a save that never committed", entry.path().string());
-    catalog_.append_event("uncommitted_removed",
-                          config::json_object().add("dir", entry.path().string()).str());
+  for (const inflight_save& save : catalog_.inflight_saves()) {
+    remove_dir(save.dir);
+    catalog_.abort_save(save.step);
+    log_->warn("checkpoint: removed '{}', the save of step {} that never committed",
+               (fs::path(options_.root_dir) / save.dir).string(), save.step);
+    catalog_.append_event("uncommitted_removed", config::json_object()
+                                                     .add("step", save.step)
+                                                     .add("dir", save.dir)
+                                                     .str());
   }
 }
 
 bool checkpointer::acquire(const shard_meta& meta, phase next) {
   const auto t0 = std::chrono::steady_clock::now();
+  if (const auto existing = catalog_.get(meta.step);
+      existing && existing->status == checkpoint_status::committed) {
+    std::lock_guard lock(mutex_);
+    stats_.skipped++;
+    log_->info("checkpoint: step {} is already committed; a committed checkpoint is never "
+               "overwritten", meta.step);
+    return false;
+  }
   std::unique_lock lock(mutex_);
   if (pending_) {
     if (options_.skip_when_busy) {
@@ -227,7 +258,10 @@ void checkpointer::run_save() {
   const std::string dir_name = checkpoint_dir_name(step);
   const fs::path dir = fs::path(options_.root_dir) / dir_name;
   const std::string file = fmt::format("shard_{:05d}_of_{:05d}.lzs", meta.rank, meta.world_size);
+  bool recorded = false;  // the catalog knows this save is in flight
   try {
+    catalog_.begin_save(step, dir_name);
+    recorded = true;
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec) LZ_THROW(io_error, "cannot create '{}': {}", dir.string(), ec.message());
@@ -258,14 +292,20 @@ void checkpointer::run_save() {
                static_cast<double>(info.file_bytes) / (1 << 20) / (ms / 1e3));
     apply_retention();
   } catch (const lz::error& e) {
-    std::error_code ec;
-    bool committed = false;
-    try {
-      committed = catalog_.get(step).has_value();
-    } catch (const lz::error&) {
-      committed = false;  // an unreadable catalog: recover() sorts the directory out later
+    // Only a save the catalog recorded as in flight, and did not commit, is cleaned up; if
+    // the catalog cannot say, the files stay and the next start's recover() decides.
+    if (recorded) {
+      try {
+        if (!catalog_.get(step) || catalog_.get(step)->status != checkpoint_status::committed) {
+          std::error_code ec;
+          fs::remove_all(dir, ec);
+          if (!ec) catalog_.abort_save(step);
+        }
+      } catch (const lz::error& e2) {
+        log_->error("checkpoint: the catalog cannot say whether step {} committed ({}); its "
+                    "files stay until the next start", step, e2.what());
+      }
     }
-    if (!committed) fs::remove_all(dir, ec);  // nothing half-written stays behind
     {
       std::lock_guard lock(mutex_);
       stats_.failed++;

@@ -14,6 +14,11 @@
 //
 // A save that fails (a full disk, an I/O error) is logged and recorded as a "save_failed"
 // event; training goes on and the previous committed checkpoint stays the latest.
+//
+// Every save is recorded in the catalog as in flight before its directory is made, so that
+// after a crash recover() removes exactly the directories of saves that never committed and
+// nothing else. A committed checkpoint is never overwritten: a save due at a step that is
+// already committed (and not proven corrupt) is skipped.
 #pragma once
 
 #include <condition_variable>
@@ -51,6 +56,12 @@ struct checkpointer_stats {
 // Directory of a checkpoint, relative to the root: "step_00000100".
 std::string checkpoint_dir_name(int64_t step);
 
+// The step_* directories under `root_dir` that the catalog has no record of: not a
+// checkpoint, not a save in flight, not a deletion pending, not left alone by
+// rebuild-catalog. Their presence means the catalog lost records (or the directory holds
+// another run's files): a run refuses to start rather than train over them.
+std::vector<std::string> unrecorded_checkpoint_dirs(const catalog& cat, const std::string& root_dir);
+
 class checkpointer {
 public:
   checkpointer(catalog& cat, const checkpointer_options& options,
@@ -59,8 +70,9 @@ public:
   checkpointer(const checkpointer&) = delete;
   checkpointer& operator=(const checkpointer&) = delete;
 
-  // Finishes interrupted deletions and removes checkpoint directories the catalog does not
-  // know (a save killed before its commit). Call once before the first save.
+  // Finishes interrupted deletions and removes the directories of saves the catalog
+  // recorded as in flight (a save killed before its commit). Call once before the first
+  // save, after unrecorded_checkpoint_dirs() found nothing.
   void recover();
 
   // Allocates (and touches) snapshot buffers for `tensors` tensors of `count` floats, so

@@ -1,4 +1,9 @@
-// restore.hpp: loading the newest good checkpoint, falling back past bad ones.
+// restore.hpp: opening a committed checkpoint, and loading the newest good one.
+//
+// Only proof of damage (corrupt_shard: a checksum mismatch, a bad header, a truncated file)
+// marks a checkpoint corrupt in the catalog. A file that is missing or cannot be read, a
+// shard from another save, or a format this build cannot read is reported with its path and
+// leaves the checkpoint's record as it was: an I/O error is not proof of corruption.
 #pragma once
 
 #include <cstdint>
@@ -10,8 +15,13 @@
 
 #include "checkpoint/catalog.hpp"
 #include "checkpoint/shard_format.hpp"
+#include "checkpoint/shard_set.hpp"
 
 namespace lz::checkpoint {
+
+// Opens the shards of `record` under `root_dir` and checks that each file's header is the
+// one the catalog committed (a format_error otherwise).
+shard_set open_checkpoint(const checkpoint_record& record, const std::string& root_dir);
 
 // Where one tensor of the checkpoint goes: `want.size()` floats.
 struct restore_target {
@@ -31,16 +41,26 @@ struct restored_checkpoint {
   shard_meta meta;
 };
 
-// Tries the committed checkpoints newest first: opens the shards (any world size at save),
-// reads elements [want) of every target, verifying the checksum of every chunk read. A
-// checkpoint whose shard is missing, truncated, corrupt or inconsistent is marked corrupt in
-// the catalog with the reason, recorded as a "checkpoint_unusable" event, logged with the
-// file and tensor, and the previous one is tried. Returns nullopt when none is usable (or
-// none exists).
-std::optional<restored_checkpoint> restore_latest(catalog& cat, const std::string& root_dir,
-                                                  flat_range want,
-                                                  const std::vector<restore_target>& targets,
-                                                  const restore_expectation& expect,
-                                                  spdlog::logger& log);
+// A checkpoint that could not be restored, and why.
+struct restore_failure {
+  int64_t step = 0;
+  bool corrupt = false;  // proven damaged (marked in the catalog), else unreadable
+  std::string error;
+};
+
+struct restore_outcome {
+  std::optional<restored_checkpoint> restored;
+  std::vector<restore_failure> failures;  // newest first, every one tried before `restored`
+};
+
+// Tries the catalog's checkpoints newest first: opens the shards (any world size at save)
+// and reads elements [want) of every target, verifying the checksum of every chunk read.
+// A corrupt one is marked in the catalog and recorded as a "checkpoint_unusable" event, an
+// unreadable one as a "checkpoint_unreadable" event; each is logged with the file and the
+// tensor, and the one before is tried. One marked corrupt earlier counts as a failure
+// without being read. `restored` is empty when none is usable (or none exists).
+restore_outcome restore_latest(catalog& cat, const std::string& root_dir, flat_range want,
+                               const std::vector<restore_target>& targets,
+                               const restore_expectation& expect, spdlog::logger& log);
 
 }  // namespace lz::checkpoint

@@ -452,8 +452,8 @@ shard_info read_header(int fd, const std::string& path) {
   unsigned char prefix[k_prefix_bytes] = {};
   pread_exact(fd, prefix, std::min(size, k_prefix_bytes), 0, path, k_header_name);
   if (size >= sizeof(k_magic) && std::memcmp(prefix, k_magic, sizeof(k_magic)) != 0) {
-    LZ_THROW(format_error, "'{}' is not a Lazarus checkpoint shard: {}", path,
-             describe_foreign(prefix));
+    LZ_THROW_CORRUPT(path, k_header_name, "'{}' is not a Lazarus checkpoint shard: {}", path,
+                     describe_foreign(prefix));
   }
   if (size < k_prefix_bytes) {
     LZ_THROW_CORRUPT(path, k_header_name, "'{}' is {} bytes, shorter than the {}-byte shard "

@@ -20,6 +20,7 @@ public:
 
   const shard_meta& meta() const;  // rank 0's metadata
   int64_t world_size() const { return static_cast<int64_t>(readers_.size()); }
+  const shard_reader& shard(int64_t rank) const { return *readers_.at(static_cast<size_t>(rank)); }
 
   // Fills out (want.size() floats) with elements [want) of tensor `name`, reading only the
   // byte ranges that hold them; checksums of every chunk read are verified (corrupt_shard).

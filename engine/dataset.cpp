@@ -1,6 +1,13 @@
 // dataset.cpp: loading token shards and filling training / validation batches.
 #include "engine/dataset.hpp"
 
+#include <algorithm>
+#include <filesystem>
+#include <sstream>
+#include <vector>
+
+#include <xxhash.h>
+
 #include "config/error.hpp"          // LZ_THROW, LZ_CHECK
 #include "engine/token_shard.hpp"    // read_token_shard, expand_shard_glob
 
@@ -13,6 +20,7 @@ token_dataset::token_dataset(const std::vector<std::string>& paths, int64_t voca
              "`lazarus data prepare`");
   for (const auto& path : paths) {
     std::vector<uint16_t> shard = read_token_shard(path, vocab_size);
+    shard_tokens_.push_back(static_cast<int64_t>(shard.size()));
     if (tokens_.empty()) {
       tokens_ = std::move(shard);
     } else {
@@ -23,6 +31,38 @@ token_dataset::token_dataset(const std::vector<std::string>& paths, int64_t voca
 
 token_dataset token_dataset::from_glob(const std::string& pattern, int64_t vocab_size) {
   return token_dataset(expand_shard_glob(pattern), vocab_size);
+}
+
+std::string data_fingerprint(const token_dataset& data) {
+  std::string out;
+  const uint16_t* at = data.tokens().data();
+  for (size_t i = 0; i < data.paths().size(); ++i) {
+    const int64_t n = data.shard_tokens()[i];
+    std::error_code ec;
+    const auto bytes = std::filesystem::file_size(data.paths()[i], ec);
+    const uint64_t hash = XXH3_64bits(at, static_cast<size_t>(n) * sizeof(uint16_t));
+    out += fmt::format("{} bytes={} tokens={} xxh3={:016x}\n",
+                       std::filesystem::path(data.paths()[i]).filename().string(),
+                       ec ? 0 : static_cast<uint64_t>(bytes), n, hash);
+    at += n;
+  }
+  return out;
+}
+
+std::string describe_fingerprint_change(const std::string& recorded, const std::string& now) {
+  if (recorded == now) return "";
+  std::vector<std::string> a, b;
+  for (auto [text, lines] : {std::pair{&recorded, &a}, std::pair{&now, &b}}) {
+    std::istringstream in(*text);
+    for (std::string line; std::getline(in, line);) lines->push_back(line);
+  }
+  std::string out;
+  for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
+    const std::string before = i < a.size() ? a[i] : "(none)";
+    const std::string after = i < b.size() ? b[i] : "(none)";
+    if (before != after) out += fmt::format("  shard {}: was {}, now {}\n", i, before, after);
+  }
+  return out;
 }
 
 int64_t token_dataset::num_windows(int64_t seq_len) const {

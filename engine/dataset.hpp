@@ -26,6 +26,8 @@ public:
   int64_t num_tokens() const { return static_cast<int64_t>(tokens_.size()); }
   const std::vector<uint16_t>& tokens() const { return tokens_; }  // (N,)
   const std::vector<std::string>& paths() const { return paths_; }
+  // Tokens of each shard, in the order of paths().
+  const std::vector<int64_t>& shard_tokens() const { return shard_tokens_; }
 
   // Windows of seq_len + 1 tokens starting at multiples of seq_len: (N - 1) / seq_len.
   int64_t num_windows(int64_t seq_len) const;
@@ -37,7 +39,16 @@ public:
 private:
   std::vector<std::string> paths_;
   std::vector<uint16_t> tokens_;  // (N,) all shards back to back
+  std::vector<int64_t> shard_tokens_;
 };
+
+// What identifies a training data set on resume: for each shard, in order, its file name,
+// size, token count and an xxh3-64 of its tokens; one line per shard. Two data sets with
+// the same fingerprint feed the same token stream to the data plan.
+std::string data_fingerprint(const token_dataset& data);
+
+// "" when the fingerprints are equal, else what differs, one line per shard.
+std::string describe_fingerprint_change(const std::string& recorded, const std::string& now);
 
 // Training batches: row b of micro slot `slot` at `step` is window(step, slot, b) of the
 // plan. Keeps a reference to the dataset, which must outlive it.

@@ -60,12 +60,14 @@ step_result train_step::run(int64_t step) {
   return r;
 }
 
-double evaluate(gpt2& model, const token_dataset& val, int64_t batches, int64_t micro_batch,
-                int64_t seq_len) {
+std::optional<double> evaluate(gpt2& model, const token_dataset& val, int64_t batches,
+                               int64_t micro_batch, int64_t seq_len,
+                               const std::function<bool()>& stop) {
   const auto n = static_cast<size_t>(micro_batch * seq_len);
   std::vector<int32_t> inputs(n), targets(n);
   double sum = 0.0;
   for (int64_t i = 0; i < batches; i++) {
+    if (stop && stop()) return std::nullopt;
     fill_val(val, i, micro_batch, seq_len, inputs.data(), targets.data());
     sum += model.forward(inputs.data(), targets.data(), micro_batch, seq_len);
   }

@@ -64,7 +64,9 @@ private:
 };
 
 // Mean validation loss over `batches` micro-batches of (B, T) from the start of `val`.
-double evaluate(gpt2& model, const token_dataset& val, int64_t batches, int64_t micro_batch,
-                int64_t seq_len);
+// `stop` (when given) is asked before each batch; nullopt when it said stop.
+std::optional<double> evaluate(gpt2& model, const token_dataset& val, int64_t batches,
+                               int64_t micro_batch, int64_t seq_len,
+                               const std::function<bool()>& stop = {});
 
 }  // namespace lz::engine

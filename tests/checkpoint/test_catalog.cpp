@@ -51,6 +51,10 @@ checkpoint_record make_record(int64_t step, int32_t world = 2) {
   return c;
 }
 
+std::unique_ptr<catalog> open_or_create(const std::string& dir) {
+  return catalog::exists(dir) ? catalog::open(dir) : catalog::create(dir, "run-under-test");
+}
+
 class catalog_test : public ::testing::Test {
 protected:
   void SetUp() override {
@@ -63,7 +67,7 @@ protected:
     std::filesystem::remove(dir_ + "-child.log");
   }
 
-  std::unique_ptr<catalog> open() { return catalog::open(dir_); }
+  std::unique_ptr<catalog> open() { return open_or_create(dir_); }
 
   // Runs this binary's crash helper with LAZARUS_FAULT=fault; returns its wait status.
   int run_child(const std::string& mode, const std::string& fault) {
@@ -109,8 +113,7 @@ TEST_F(catalog_test, recommit_with_fewer_shards_leaves_no_stale_shard) {
 
 TEST_F(catalog_test, reopen_loses_nothing) {
   {
-    auto cat = open();
-    cat->set_run_id("run-abc");
+    auto cat = catalog::create(dir_, "run-abc");
     cat->commit(make_record(10));
     cat->commit(make_record(20));
     cat->mark_verified(10);
@@ -128,11 +131,10 @@ TEST_F(catalog_test, reopen_loses_nothing) {
   EXPECT_EQ(all[1].shards, make_record(20).shards);
 }
 
-TEST_F(catalog_test, run_id_is_absent_until_set) {
-  auto cat = open();
-  EXPECT_FALSE(cat->run_id().has_value());
-  cat->set_run_id("r1");
-  EXPECT_EQ(cat->run_id(), "r1");
+TEST_F(catalog_test, create_records_the_run_id) {
+  EXPECT_FALSE(catalog::exists(dir_));
+  EXPECT_EQ(catalog::create(dir_, "r1")->run_id(), "r1");
+  EXPECT_EQ(catalog::open(dir_)->run_id(), "r1");
 }
 
 TEST_F(catalog_test, latest_never_names_a_corrupt_checkpoint) {
@@ -220,9 +222,9 @@ TEST_F(catalog_test, open_while_another_process_holds_it_is_refused) {
       << "the child's open did not fail as expected; wait status " << status;
 }
 
-TEST_F(catalog_test, missing_state_dir_is_created) {
+TEST_F(catalog_test, create_makes_a_missing_state_dir) {
   const std::string nested = dir_ + "/a/b/state";
-  auto cat = catalog::open(nested);
+  auto cat = catalog::create(nested, "run-under-test");
   cat->commit(make_record(3));
   EXPECT_TRUE(std::filesystem::is_directory(nested + "/catalog"));
 }
@@ -270,7 +272,7 @@ TEST(catalog_crash_child, commit_or_delete_until_killed) {
     }
     return;
   }
-  auto cat = catalog::open(dir);
+  auto cat = open_or_create(dir);
   cat->commit(make_record(5));
   cat->commit(make_record(7));
   if (std::string(mode) == "delete") cat->begin_delete(5);

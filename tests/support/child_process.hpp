@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -24,7 +25,9 @@ namespace lz::test {
 // Runs this test binary with --gtest_filter=`filter` and `env` added to this process's
 // environment (its GTEST_* and LAZARUS_FAULT variables left out), stdout and stderr to
 // `log_path`. Waits for the child's exit event (pidfd + poll) for at most `timeout`, then
-// kills it. Returns the wait status, or -1 after a failure it has reported.
+// kills it. Returns the wait status, or -1 after a failure it has reported: the child did
+// not finish in time, did not run `filter` (a filter matching no test), or exited 0
+// without passing it (a skipped test).
 inline int run_self(const std::string& filter, std::vector<std::string> env,
                     const std::string& log_path,
                     std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
@@ -69,6 +72,24 @@ inline int run_self(const std::string& filter, std::vector<std::string> env,
     return -1;
   }
   ::waitpid(pid, &status, 0);
+  // The child must prove it ran the test asked for: a filter that matches nothing (after a
+  // rename) or a skipped test also exits 0.
+  std::string log;
+  if (FILE* f = std::fopen(log_path.c_str(), "r")) {
+    char buf[4096];
+    for (size_t n; (n = std::fread(buf, 1, sizeof(buf), f)) > 0;) log.append(buf, n);
+    std::fclose(f);
+  }
+  if (log.find("[ RUN      ] " + filter) == std::string::npos) {
+    ADD_FAILURE() << "the child did not run " << filter << " (no test matched the filter):\n"
+                  << log;
+    return -1;
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+      log.find("[       OK ] " + filter) == std::string::npos) {
+    ADD_FAILURE() << "the child exited 0 without passing " << filter << " (skipped?):\n" << log;
+    return -1;
+  }
   return status;
 }
 
