@@ -74,11 +74,15 @@ run_spec parse_spec(std::string_view toml_text, std::string_view source,
   const bool readable = read_spec_toml(toml_text, source, spec, problems);
   for (const spec_override& change : overrides) apply_override(change, spec, problems);
   if (readable) {
-    // Range rules on the values read; a key already reported is not reported twice.
+    // Range rules on the values read; a key already reported is not reported twice, and a
+    // problem at a key that a --set override gave its value is that override's.
     for (spec_problem& p : validate_spec(spec)) {
       const auto same_key = [&](const spec_problem& q) { return q.key_path == p.key_path; };
-      if (std::none_of(problems.begin(), problems.end(), same_key))
-        problems.push_back(std::move(p));
+      if (std::any_of(problems.begin(), problems.end(), same_key)) continue;
+      const auto overridden = [&](const spec_override& o) { return o.key_path == p.key_path; };
+      if (std::any_of(overrides.begin(), overrides.end(), overridden))
+        p.source = std::string(override_source);
+      problems.push_back(std::move(p));
     }
   }
   if (!problems.empty()) throw spec_invalid(std::string(source), std::move(problems));

@@ -51,60 +51,99 @@ void set_field(run_spec& spec, const spec_value& value) {
 
 template <auto Section, auto Field>
 constexpr spec_key make_key(std::string_view section, std::string_view name,
-                            std::string_view help) {
+                            std::string_view help, resume_rule resume,
+                            std::string_view resume_reason) {
   using field_type = decltype(member_type(Field));
-  return {section, name, type_of<field_type>(), help, &get_field<Section, Field>,
-          &set_field<Section, Field>};
+  return {section, name, type_of<field_type>(), help, resume, resume_reason,
+          &get_field<Section, Field>, &set_field<Section, Field>};
 }
 
-// LZ_SPEC_KEY(model, layers, "...") names run_spec::model and model_section::layers.
-#define LZ_SPEC_KEY(section, name, help) \
-  make_key<&run_spec::section, &section##_section::name>(#section, #name, help)
+// LZ_SPEC_KEY(model, layers, "help", must_match, "why") names run_spec::model and
+// model_section::layers, and whether the key may change when the run resumes.
+#define LZ_SPEC_KEY(section, name, help, resume, resume_reason)                           \
+  make_key<&run_spec::section, &section##_section::name>(#section, #name, help,          \
+                                                         resume_rule::resume, resume_reason)
+
+// Reasons shared by several keys.
+constexpr std::string_view saved_shape = "it shapes the saved weights and moments";
+constexpr std::string_view sample_only = "it only shapes the end-of-run sample";
+constexpr std::string_view hyper_parameter =
+    "an optimizer setting; the saved weights and moments stay valid under a new one";
+constexpr std::string_view save_policy = "when and how checkpoints are saved or kept";
 
 constexpr spec_key keys[] = {
-  LZ_SPEC_KEY(run, name, "run name, used in logs and checkpoints"),
-  LZ_SPEC_KEY(run, steps, "optimizer steps to train"),
-  LZ_SPEC_KEY(run, seed, "seed for init, data order and sampling"),
-  LZ_SPEC_KEY(run, val_every_steps, "validation loss every N steps (0: only at the end)"),
-  LZ_SPEC_KEY(run, val_batches, "micro-batches of the validation set per evaluation"),
-  LZ_SPEC_KEY(run, sample_tokens, "tokens sampled from the model at the end (0: none)"),
-  LZ_SPEC_KEY(run, sample_temperature, "softmax temperature for sampling"),
+  LZ_SPEC_KEY(run, name, "run name, used in logs and checkpoints",
+              may_change, "a label in logs"),
+  LZ_SPEC_KEY(run, steps, "optimizer steps to train",
+              may_change, "extends or shortens the run (not below its newest checkpoint)"),
+  LZ_SPEC_KEY(run, seed, "seed for init, data order and sampling",
+              must_match, "it sets the data order of every step"),
+  LZ_SPEC_KEY(run, val_every_steps, "validation loss every N steps (0: only at the end)",
+              may_change, "when validation runs, not what is trained"),
+  LZ_SPEC_KEY(run, val_batches, "micro-batches of the validation set per evaluation",
+              may_change, "how much is validated, not what is trained"),
+  LZ_SPEC_KEY(run, sample_tokens, "tokens sampled from the model at the end (0: none)",
+              may_change, sample_only),
+  LZ_SPEC_KEY(run, sample_temperature, "softmax temperature for sampling",
+              may_change, sample_only),
 
-  LZ_SPEC_KEY(model, vocab_size, "V: real vocabulary (256 byte-level, 50257 GPT-2)"),
-  LZ_SPEC_KEY(model, padded_vocab_size, "Vp: rows of wte (0: V rounded up to 128)"),
-  LZ_SPEC_KEY(model, max_seq_len, "maxT: longest sequence, rows of wpe"),
-  LZ_SPEC_KEY(model, layers, "L: transformer blocks"),
-  LZ_SPEC_KEY(model, heads, "NH: attention heads (must divide channels)"),
-  LZ_SPEC_KEY(model, channels, "C: width of the residual stream"),
-  LZ_SPEC_KEY(model, init_from, "llm.c GPT-2 .bin to start from (\"\": random init)"),
+  LZ_SPEC_KEY(model, vocab_size, "V: real vocabulary (256 byte-level, 50257 GPT-2)",
+              must_match, "it sets the tokens the saved model reads and predicts"),
+  LZ_SPEC_KEY(model, padded_vocab_size, "Vp: rows of wte (0: V rounded up to 128)",
+              must_match, saved_shape),
+  LZ_SPEC_KEY(model, max_seq_len, "maxT: longest sequence, rows of wpe",
+              must_match, saved_shape),
+  LZ_SPEC_KEY(model, layers, "L: transformer blocks", must_match, saved_shape),
+  LZ_SPEC_KEY(model, heads, "NH: attention heads (must divide channels)",
+              must_match, "it sets how the saved weights split into heads"),
+  LZ_SPEC_KEY(model, channels, "C: width of the residual stream", must_match, saved_shape),
+  LZ_SPEC_KEY(model, init_from, "llm.c GPT-2 .bin to start from (\"\": random init)",
+              may_change, "read only at step 0; a resumed run starts from its checkpoint"),
 
-  LZ_SPEC_KEY(data, train_shards, "glob of llm.c token shards for training"),
-  LZ_SPEC_KEY(data, val_shards, "glob of llm.c token shards for validation"),
-  LZ_SPEC_KEY(data, seq_len, "T: tokens per sequence"),
-  LZ_SPEC_KEY(data, micro_batch, "B: sequences per micro slot"),
-  LZ_SPEC_KEY(data, slots, "micro slots per global batch, split among ranks"),
+  LZ_SPEC_KEY(data, train_shards, "glob of llm.c token shards for training",
+              by_content, "the files may move; the run compares their fingerprint"),
+  LZ_SPEC_KEY(data, val_shards, "glob of llm.c token shards for validation",
+              may_change, "validation only, not what is trained"),
+  LZ_SPEC_KEY(data, seq_len, "T: tokens per sequence",
+              must_match, "it cuts the token stream into windows: the data order"),
+  LZ_SPEC_KEY(data, micro_batch, "B: sequences per micro slot",
+              must_match, "it sets the global batch: the data order"),
+  LZ_SPEC_KEY(data, slots, "micro slots per global batch, split among ranks",
+              must_match, "it sets the global batch and the gradient-sum tree"),
 
-  LZ_SPEC_KEY(optimizer, lr, "peak learning rate"),
-  LZ_SPEC_KEY(optimizer, min_lr_ratio, "final lr as a fraction of lr (cosine decay)"),
-  LZ_SPEC_KEY(optimizer, warmup_steps, "linear warmup steps"),
-  LZ_SPEC_KEY(optimizer, beta1, "AdamW first-moment decay"),
-  LZ_SPEC_KEY(optimizer, beta2, "AdamW second-moment decay"),
-  LZ_SPEC_KEY(optimizer, eps, "AdamW epsilon"),
-  LZ_SPEC_KEY(optimizer, weight_decay, "decoupled weight decay, matrices only"),
-  LZ_SPEC_KEY(optimizer, grad_clip, "max global gradient norm (0: no clipping)"),
+  LZ_SPEC_KEY(optimizer, lr, "peak learning rate", may_change, hyper_parameter),
+  LZ_SPEC_KEY(optimizer, min_lr_ratio, "final lr as a fraction of lr (cosine decay)",
+              may_change, hyper_parameter),
+  LZ_SPEC_KEY(optimizer, warmup_steps, "linear warmup steps", may_change, hyper_parameter),
+  LZ_SPEC_KEY(optimizer, beta1, "AdamW first-moment decay", may_change, hyper_parameter),
+  LZ_SPEC_KEY(optimizer, beta2, "AdamW second-moment decay", may_change, hyper_parameter),
+  LZ_SPEC_KEY(optimizer, eps, "AdamW epsilon", may_change, hyper_parameter),
+  LZ_SPEC_KEY(optimizer, weight_decay, "decoupled weight decay, matrices only",
+              may_change, hyper_parameter),
+  LZ_SPEC_KEY(optimizer, grad_clip, "max global gradient norm (0: no clipping)",
+              may_change, hyper_parameter),
 
-  LZ_SPEC_KEY(parallel, ranks, "data-parallel ranks (world size)"),
-  LZ_SPEC_KEY(parallel, nodes, "node agents the ranks are spread over"),
-  LZ_SPEC_KEY(parallel, threads_per_rank, "CPU threads per rank (OpenMP)"),
+  LZ_SPEC_KEY(parallel, ranks, "data-parallel ranks (world size)",
+              may_change, "the world may resize at any step; slots fix the batch"),
+  LZ_SPEC_KEY(parallel, nodes, "node agents the ranks are spread over",
+              may_change, "where the ranks run, not what they compute"),
+  LZ_SPEC_KEY(parallel, threads_per_rank, "CPU threads per rank (OpenMP)",
+              may_change, "speed only (bitwise equal losses need the same value)"),
 
-  LZ_SPEC_KEY(checkpoint, every_steps, "save every N steps (0: never)"),
-  LZ_SPEC_KEY(checkpoint, dir, "shard files go to DIR/RUN_ID (\"\": STATE_DIR/checkpoints)"),
-  LZ_SPEC_KEY(checkpoint, keep_last, "keep the newest K checkpoints"),
-  LZ_SPEC_KEY(checkpoint, keep_every, "also keep every M-th step (0: none)"),
-  LZ_SPEC_KEY(checkpoint, async, "write checkpoints in the background"),
-  LZ_SPEC_KEY(checkpoint, when_busy, "a save due while one is in flight: \"wait\" or \"skip\""),
+  LZ_SPEC_KEY(checkpoint, every_steps, "save every N steps (0: never)",
+              may_change, save_policy),
+  LZ_SPEC_KEY(checkpoint, dir, "shard files go to DIR/RUN_ID (\"\": STATE_DIR/checkpoints)",
+              may_change, "the run checks that it resolves to the recorded place"),
+  LZ_SPEC_KEY(checkpoint, keep_last, "keep the newest K checkpoints", may_change, save_policy),
+  LZ_SPEC_KEY(checkpoint, keep_every, "also keep every M-th step (0: none)",
+              may_change, save_policy),
+  LZ_SPEC_KEY(checkpoint, async, "write checkpoints in the background",
+              may_change, save_policy),
+  LZ_SPEC_KEY(checkpoint, when_busy, "a save due while one is in flight: \"wait\" or \"skip\"",
+              may_change, save_policy),
 
-  LZ_SPEC_KEY(logging, level, "trace, debug, info, warn or error"),
+  LZ_SPEC_KEY(logging, level, "trace, debug, info, warn or error",
+              may_change, "only what is logged"),
 };
 
 #undef LZ_SPEC_KEY
@@ -188,6 +227,22 @@ std::string format_float(double value) {
 std::string spec_key::path() const { return fmt::format("{}.{}", section, name); }
 
 std::span<const spec_key> spec_keys() { return keys; }
+
+std::vector<std::string> keys_with_resume_rule(resume_rule rule) {
+  std::vector<std::string> paths;
+  for (const spec_key& key : keys)
+    if (key.resume == rule) paths.push_back(key.path());
+  return paths;
+}
+
+std::string_view describe(resume_rule rule) {
+  switch (rule) {
+    case resume_rule::must_match: return "must match";
+    case resume_rule::may_change: return "may change";
+    case resume_rule::by_content: return "compared by content";
+  }
+  return "unknown";
+}
 
 const spec_key* find_spec_key(std::string_view key_path) {
   for (const spec_key& key : keys)

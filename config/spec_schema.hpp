@@ -1,8 +1,9 @@
 // spec_schema.hpp: the run spec's keys as one table.
 //
-// Each key has a section, a name, a type, a line of help and a getter/setter into run_spec;
-// its default is whatever the run_spec struct holds when default-constructed. Reading,
-// validating and printing a spec all walk this table, so a new key is one new row.
+// Each key has a section, a name, a type, a line of help, whether it may change when a run
+// resumes (and why), and a getter/setter into run_spec; its default is whatever the
+// run_spec struct holds when default-constructed. Reading, validating, printing and
+// comparing specs all walk this table, so a new key is one new row.
 #pragma once
 
 #include <cstdint>
@@ -11,12 +12,23 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "config/run_spec.hpp"
 
 namespace lz::config {
 
 enum class value_type { integer, floating, boolean, string };
+
+// Whether a key may differ between the spec a run recorded and the spec it resumes with.
+enum class resume_rule {
+  must_match,  // it shapes the saved state or the data order: a change is refused
+  may_change,  // a schedule, a place or a policy: a change is taken from the resume on
+  by_content,  // its text may change; the run compares what it names (the files' fingerprint)
+};
+
+// "must match", "may change", "compared by content"
+std::string_view describe(resume_rule rule);
 
 // A key's value, one alternative per value_type (in the same order).
 using spec_value = std::variant<int64_t, double, bool, std::string>;
@@ -26,6 +38,8 @@ struct spec_key {
   std::string_view name;     // "layers"
   value_type type;
   std::string_view help;     // one line
+  resume_rule resume;        // may it change when the run resumes?
+  std::string_view resume_reason;  // why, in a few words
   spec_value (*get)(const run_spec& spec);
   void (*set)(run_spec& spec, const spec_value& value);  // value holds `type`
 
@@ -35,6 +49,9 @@ struct spec_key {
 
 // Every key, grouped by section in the order sections appear in a spec file.
 std::span<const spec_key> spec_keys();
+
+// The paths of the keys with `rule`, in table order (for documentation and help).
+std::vector<std::string> keys_with_resume_rule(resume_rule rule);
 
 // The key at "section.name", or nullptr.
 const spec_key* find_spec_key(std::string_view key_path);

@@ -4,14 +4,36 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <optional>
 #include <string_view>
 
+#include "config/checked_math.hpp"
 #include "config/spec_schema.hpp"
 
 namespace lz::config {
 namespace {
 
 constexpr int64_t max_vocab_size = 65536;  // tokens are stored as uint16
+
+// Upper bounds of the size and count keys: far above any real run, and low enough that
+// every size derived from them stays far below 2^63 (parameters < 2^47 elements; with
+// the derived limits below, every activation buffer < 2^53 and every sample index < 2^60).
+constexpr int64_t max_steps = 1'000'000'000;         // run.steps and every *_steps key
+constexpr int64_t max_val_batches = 1'000'000;
+constexpr int64_t max_sample_tokens = 1'000'000;
+constexpr int64_t max_seq_len_bound = 1'048'576;       // 2^20 positions
+constexpr int64_t max_layers = 1024;
+constexpr int64_t max_channels = 65536;
+constexpr int64_t max_micro_batch = 65536;
+constexpr int64_t max_slots = 65536;
+constexpr int64_t max_ranks = 65536;
+constexpr int64_t max_threads_per_rank = 1024;
+constexpr int64_t max_keep_last = 1'000'000;
+// Limits on products of keys: what one micro slot, one layer's attention scores and one
+// optimizer step may hold.
+constexpr int64_t max_micro_slot_tokens = int64_t{1} << 24;  // micro_batch x seq_len
+constexpr int64_t max_attention_scores = int64_t{1} << 40;   // micro_batch x heads x seq_len^2
+constexpr int64_t max_step_tokens = int64_t{1} << 30;        // slots x micro_batch x seq_len
 constexpr std::array<std::string_view, 5> log_levels = {"trace", "debug", "info", "warn",
                                                         "error"};
 
@@ -27,6 +49,22 @@ public:
   }
   void at_least(int64_t value, int64_t min, std::string_view key_path, std::string_view fix) {
     require(value >= min, key_path, fmt::format("must be >= {}, got {}: {}", min, value, fix));
+  }
+  void at_most(int64_t value, int64_t max, std::string_view key_path, std::string_view fix) {
+    require(value <= max, key_path, fmt::format("must be <= {}, got {}: {}", max, value, fix));
+  }
+  // min <= value <= max, reported as the bound that is broken.
+  void in_range(int64_t value, int64_t min, int64_t max, std::string_view key_path,
+                std::string_view fix_low, std::string_view fix_high) {
+    at_least(value, min, key_path, fix_low);
+    at_most(value, max, key_path, fix_high);
+  }
+  // A product of keys at most `max`; `what` names the product and its factors.
+  void product_at_most(std::optional<int64_t> product, int64_t max, std::string_view key_path,
+                       std::string_view what, std::string_view fix) {
+    const std::string value = product ? fmt::format("{}", *product) : "more than 2^63";
+    require(product && *product <= max, key_path,
+            fmt::format("{} = {} must be <= {}: {}", what, value, max, fix));
   }
   void positive(double value, std::string_view key_path, std::string_view fix) {
     require(value > 0, key_path, fmt::format("must be > 0, got {}: {}", value, fix));
@@ -47,13 +85,17 @@ private:
 };
 
 void check_run(const run_section& run, rule_book& rules) {
-  rules.at_least(run.steps, 1, "run.steps", "train for at least one optimizer step");
+  rules.in_range(run.steps, 1, max_steps, "run.steps", "train for at least one optimizer step",
+                 "no run takes more steps; lower run.steps");
   rules.at_least(static_cast<int64_t>(run.seed), 0, "run.seed", "use a non-negative seed");
-  rules.at_least(run.val_every_steps, 0, "run.val_every_steps",
-                 "use 0 to validate only at the end");
-  rules.at_least(run.val_batches, 1, "run.val_batches",
-                 "evaluate at least one validation micro-batch");
-  rules.at_least(run.sample_tokens, 0, "run.sample_tokens", "use 0 to skip sampling");
+  rules.in_range(run.val_every_steps, 0, max_steps, "run.val_every_steps",
+                 "use 0 to validate only at the end",
+                 "lower it, or use 0 to validate only at the end");
+  rules.in_range(run.val_batches, 1, max_val_batches, "run.val_batches",
+                 "evaluate at least one validation micro-batch",
+                 "a validation loss needs far fewer micro-batches; lower run.val_batches");
+  rules.in_range(run.sample_tokens, 0, max_sample_tokens, "run.sample_tokens",
+                 "use 0 to skip sampling", "lower run.sample_tokens, or use 0 to skip sampling");
   rules.positive(run.sample_temperature, "run.sample_temperature",
                  "1.0 samples the model's distribution, lower values are greedier");
 }
@@ -68,15 +110,62 @@ void check_model(const model_section& model, rule_book& rules) {
                 fmt::format("must be 0 or >= model.vocab_size ({}), got {}: use 0 to round "
                             "the vocabulary up to a multiple of 128",
                             model.vocab_size, model.padded_vocab_size));
-  rules.at_least(model.max_seq_len, 1, "model.max_seq_len", "set the longest sequence (maxT)");
-  rules.at_least(model.layers, 1, "model.layers", "use at least one transformer block");
+  rules.at_most(model.padded_vocab_size, max_vocab_size, "model.padded_vocab_size",
+                "tokens are stored as uint16, so no row past 65536 is ever used; use 0 to "
+                "round the vocabulary up to a multiple of 128");
+  rules.in_range(model.max_seq_len, 1, max_seq_len_bound, "model.max_seq_len",
+                 "set the longest sequence (maxT)",
+                 "lower model.max_seq_len (GPT-2 uses 1024)");
+  rules.in_range(model.layers, 1, max_layers, "model.layers",
+                 "use at least one transformer block",
+                 "lower model.layers (GPT-2 XL has 48 blocks)");
+  rules.in_range(model.channels, 1, max_channels, "model.channels", "set the model width C",
+                 "lower model.channels (GPT-2 XL is 1600 wide)");
   rules.at_least(model.heads, 1, "model.heads", "use at least one attention head");
-  rules.at_least(model.channels, 1, "model.channels", "set the model width C");
+  if (model.channels >= 1) {
+    rules.require(model.heads <= model.channels, "model.heads",
+                  fmt::format("must be <= model.channels ({}), got {}: a head needs at least "
+                              "one channel; use fewer heads (GPT-2 uses channels / 64)",
+                              model.channels, model.heads));
+  }
   if (model.heads >= 1 && model.channels >= 1)
     rules.require(model.channels % model.heads == 0, "model.heads",
                   fmt::format("model.channels ({}) must be divisible by model.heads ({}): "
                               "pick a head count that divides the channels",
                               model.channels, model.heads));
+}
+
+// Products of data and model keys: what one micro slot, one layer's attention scores and
+// one optimizer step hold. Checked only once each factor is in its own range.
+void check_batch_products(const run_spec& spec, rule_book& rules) {
+  const data_section& data = spec.data;
+  const int64_t heads = spec.model.heads;
+  const bool factors_valid = data.seq_len >= 1 && data.seq_len <= max_seq_len_bound &&
+                             data.micro_batch >= 1 && data.micro_batch <= max_micro_batch &&
+                             data.slots >= 1 && data.slots <= max_slots && heads >= 1 &&
+                             heads <= max_channels;
+  if (!factors_valid) return;
+  rules.product_at_most(
+      checked_product({data.micro_batch, data.seq_len}), max_micro_slot_tokens,
+      "data.micro_batch",
+      fmt::format("data.micro_batch ({}) x data.seq_len ({}) tokens per micro slot",
+                  data.micro_batch, data.seq_len),
+      "lower data.micro_batch or data.seq_len; raise data.slots for a larger global batch");
+  rules.product_at_most(
+      checked_product({data.micro_batch, heads, data.seq_len, data.seq_len}),
+      max_attention_scores, "data.seq_len",
+      fmt::format("data.micro_batch ({}) x model.heads ({}) x data.seq_len ({})^2 attention "
+                  "scores per layer",
+                  data.micro_batch, heads, data.seq_len),
+      "every layer stores its attention matrix; lower data.seq_len, data.micro_batch or "
+      "model.heads");
+  rules.product_at_most(
+      checked_product({data.slots, data.micro_batch, data.seq_len}), max_step_tokens,
+      "data.slots",
+      fmt::format("data.slots ({}) x data.micro_batch ({}) x data.seq_len ({}) tokens per "
+                  "optimizer step",
+                  data.slots, data.micro_batch, data.seq_len),
+      "lower data.slots, data.micro_batch or data.seq_len");
 }
 
 void check_data(const data_section& data, const run_spec& spec, rule_book& rules) {
@@ -86,20 +175,25 @@ void check_data(const data_section& data, const run_spec& spec, rule_book& rules
                 fmt::format("must be in [1, model.max_seq_len ({})], got {}: shorten the "
                             "sequences or raise model.max_seq_len",
                             spec.model.max_seq_len, data.seq_len));
-  rules.at_least(data.micro_batch, 1, "data.micro_batch", "use at least one sequence per slot");
-  rules.at_least(data.slots, 1, "data.slots", "use at least one micro slot per batch");
+  rules.in_range(data.micro_batch, 1, max_micro_batch, "data.micro_batch",
+                 "use at least one sequence per slot",
+                 "lower data.micro_batch; raise data.slots for a larger global batch");
+  rules.in_range(data.slots, 1, max_slots, "data.slots",
+                 "use at least one micro slot per batch", "lower data.slots");
   if (data.slots >= 1 && spec.parallel.ranks >= 1)
     rules.require(data.slots >= spec.parallel.ranks, "data.slots",
                   fmt::format("must be >= parallel.ranks ({}), got {}: every rank needs at "
                               "least one slot; raise data.slots or lower parallel.ranks",
                               spec.parallel.ranks, data.slots));
+  check_batch_products(spec, rules);
 }
 
 void check_optimizer(const optimizer_section& opt, rule_book& rules) {
   rules.positive(opt.lr, "optimizer.lr", "set a positive peak learning rate, e.g. 1e-3");
   rules.fraction(opt.min_lr_ratio, true, "optimizer.min_lr_ratio",
                  "the final lr is this fraction of lr (1: constant lr)");
-  rules.at_least(opt.warmup_steps, 0, "optimizer.warmup_steps", "use 0 for no warmup");
+  rules.in_range(opt.warmup_steps, 0, max_steps, "optimizer.warmup_steps",
+                 "use 0 for no warmup", "lower optimizer.warmup_steps");
   rules.fraction(opt.beta1, false, "optimizer.beta1", "the usual value is 0.9");
   rules.fraction(opt.beta2, false, "optimizer.beta2", "the usual value is 0.95 or 0.999");
   rules.positive(opt.eps, "optimizer.eps", "the usual value is 1e-8");
@@ -108,23 +202,26 @@ void check_optimizer(const optimizer_section& opt, rule_book& rules) {
 }
 
 void check_parallel(const parallel_section& parallel, rule_book& rules) {
-  rules.at_least(parallel.ranks, 1, "parallel.ranks", "run at least one rank");
+  rules.in_range(parallel.ranks, 1, max_ranks, "parallel.ranks", "run at least one rank",
+                 "lower parallel.ranks");
   rules.require(parallel.nodes >= 1 && parallel.nodes <= std::max<int64_t>(parallel.ranks, 1),
                 "parallel.nodes",
                 fmt::format("must be in [1, parallel.ranks ({})], got {}: every node needs "
                             "at least one rank",
                             parallel.ranks, parallel.nodes));
-  rules.at_least(parallel.threads_per_rank, 1, "parallel.threads_per_rank",
-                 "use at least one CPU thread per rank");
+  rules.in_range(parallel.threads_per_rank, 1, max_threads_per_rank,
+                 "parallel.threads_per_rank", "use at least one CPU thread per rank",
+                 "use at most the cores of one machine");
 }
 
 void check_checkpoint(const checkpoint_section& checkpoint, rule_book& rules) {
-  rules.at_least(checkpoint.every_steps, 0, "checkpoint.every_steps",
-                 "use 0 to never save");
-  rules.at_least(checkpoint.keep_last, 1, "checkpoint.keep_last",
-                 "keep at least the newest checkpoint");
-  rules.at_least(checkpoint.keep_every, 0, "checkpoint.keep_every",
-                 "use 0 to keep only the newest ones");
+  rules.in_range(checkpoint.every_steps, 0, max_steps, "checkpoint.every_steps",
+                 "use 0 to never save", "lower it, or use 0 to never save");
+  rules.in_range(checkpoint.keep_last, 1, max_keep_last, "checkpoint.keep_last",
+                 "keep at least the newest checkpoint", "lower checkpoint.keep_last");
+  rules.in_range(checkpoint.keep_every, 0, max_steps, "checkpoint.keep_every",
+                 "use 0 to keep only the newest ones",
+                 "lower it, or use 0 to keep only the newest ones");
   rules.require(checkpoint.when_busy == "wait" || checkpoint.when_busy == "skip",
                 "checkpoint.when_busy",
                 fmt::format("unknown policy \"{}\": use \"wait\" or \"skip\"",

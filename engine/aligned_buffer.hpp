@@ -31,6 +31,7 @@ public:
     data_ = nullptr;
     size_ = 0;
     if (count <= 0) return;
+    if (static_cast<uint64_t>(count) > (SIZE_MAX - 63) / sizeof(float)) throw std::bad_alloc();
     const size_t bytes = (static_cast<size_t>(count) * sizeof(float) + 63) / 64 * 64;
     data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
     if (data_ == nullptr) throw std::bad_alloc();

@@ -3,7 +3,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
+#include <optional>
+#include <string_view>
 
+#include "config/checked_math.hpp"
 #include "config/error.hpp"
 #include "engine/rng.hpp"
 
@@ -40,28 +44,126 @@ void gpt2::init_random(uint64_t seed) {
   }
 }
 
+// The sizes a shape gives each activation buffer.
+struct activation_dims {
+  int64_t L, C, NH, Vp, B, T;
+};
+
+struct gpt2::activation_buffer {
+  std::string_view name;
+  float* activations::*field;
+  std::optional<int64_t> (*numel)(const activation_dims& d);  // nullopt: overflows int64
+};
+
+std::span<const gpt2::activation_buffer> gpt2::activation_table() {
+  using d = activation_dims;
+  static constexpr activation_buffer table[] = {
+    {"encoded", &activations::encoded,     // (B, T, C)
+     [](const d& s) { return checked_product({s.B, s.T, s.C}); }},
+    {"ln1", &activations::ln1,             // (L, B, T, C)
+     [](const d& s) { return checked_product({s.L, s.B, s.T, s.C}); }},
+    {"ln1_mean", &activations::ln1_mean,   // (L, B, T)
+     [](const d& s) { return checked_product({s.L, s.B, s.T}); }},
+    {"ln1_rstd", &activations::ln1_rstd,   // (L, B, T)
+     [](const d& s) { return checked_product({s.L, s.B, s.T}); }},
+    {"qkv", &activations::qkv,             // (L, B, T, 3C)
+     [](const d& s) { return checked_product({s.L, s.B, s.T, 3, s.C}); }},
+    {"atty", &activations::atty,           // (L, B, T, C)
+     [](const d& s) { return checked_product({s.L, s.B, s.T, s.C}); }},
+    {"att", &activations::att,             // (L, B, NH, T, T)
+     [](const d& s) { return checked_product({s.L, s.B, s.NH, s.T, s.T}); }},
+    {"residual2", &activations::residual2, // (L, B, T, C)
+     [](const d& s) { return checked_product({s.L, s.B, s.T, s.C}); }},
+    {"ln2", &activations::ln2,             // (L, B, T, C)
+     [](const d& s) { return checked_product({s.L, s.B, s.T, s.C}); }},
+    {"ln2_mean", &activations::ln2_mean,   // (L, B, T)
+     [](const d& s) { return checked_product({s.L, s.B, s.T}); }},
+    {"ln2_rstd", &activations::ln2_rstd,   // (L, B, T)
+     [](const d& s) { return checked_product({s.L, s.B, s.T}); }},
+    {"fch", &activations::fch,             // (L, B, T, 4C)
+     [](const d& s) { return checked_product({s.L, s.B, s.T, 4, s.C}); }},
+    {"fch_gelu", &activations::fch_gelu,   // (L, B, T, 4C)
+     [](const d& s) { return checked_product({s.L, s.B, s.T, 4, s.C}); }},
+    {"residual3", &activations::residual3, // (L, B, T, C)
+     [](const d& s) { return checked_product({s.L, s.B, s.T, s.C}); }},
+    {"lnf", &activations::lnf,             // (B, T, C)
+     [](const d& s) { return checked_product({s.B, s.T, s.C}); }},
+    {"lnf_mean", &activations::lnf_mean,   // (B, T)
+     [](const d& s) { return checked_product({s.B, s.T}); }},
+    {"lnf_rstd", &activations::lnf_rstd,   // (B, T)
+     [](const d& s) { return checked_product({s.B, s.T}); }},
+    {"logits", &activations::logits,       // (B, T, Vp)
+     [](const d& s) { return checked_product({s.B, s.T, s.Vp}); }},
+    {"losses", &activations::losses,       // (B, T)
+     [](const d& s) { return checked_product({s.B, s.T}); }},
+    {"proj", &activations::proj,           // (B, T, C)
+     [](const d& s) { return checked_product({s.B, s.T, s.C}); }},
+    {"dres", &activations::dres,           // (B, T, C)
+     [](const d& s) { return checked_product({s.B, s.T, s.C}); }},
+    {"dc", &activations::dc,               // (B, T, C)
+     [](const d& s) { return checked_product({s.B, s.T, s.C}); }},
+    {"d4c", &activations::d4c,             // (B, T, 4C)
+     [](const d& s) { return checked_product({s.B, s.T, 4, s.C}); }},
+  };
+  // Every field of activations exactly once: as many rows as fields, no field twice.
+  static_assert(std::size(table) == sizeof(activations) / sizeof(float*));
+  constexpr bool fields_distinct = [] {
+    for (size_t i = 0; i < std::size(table); i++)
+      for (size_t j = i + 1; j < std::size(table); j++)
+        if (table[i].field == table[j].field) return false;
+    return true;
+  }();
+  static_assert(fields_distinct, "a field of gpt2::activations is listed twice");
+  return table;
+}
+
+int64_t gpt2::plan_activations(const gpt2_config& cfg, int64_t B, int64_t T,
+                               std::vector<int64_t>* padded_sizes) {
+  const activation_dims dims{.L = cfg.layers, .C = cfg.channels, .NH = cfg.heads,
+                             .Vp = cfg.padded_vocab_size, .B = B, .T = T};
+  const auto overflow = [&](std::string_view buffer) {
+    LZ_THROW(lz::spec_error,
+             "the activation buffer {} for data.micro_batch (B) {} x data.seq_len (T) {} of a "
+             "model with model.layers (L) {}, model.channels (C) {}, model.heads (NH) {} and "
+             "padded vocabulary (Vp) {} has more elements than int64 holds: lower "
+             "data.micro_batch, data.seq_len, model.layers, model.channels or model.heads",
+             buffer, B, T, cfg.layers, cfg.channels, cfg.heads, cfg.padded_vocab_size);
+  };
+  int64_t total = 0;
+  if (padded_sizes != nullptr) padded_sizes->clear();
+  for (const activation_buffer& buffer : activation_table()) {
+    const std::optional<int64_t> numel = buffer.numel(dims);
+    const std::optional<int64_t> padded =
+        numel ? checked_add(*numel, 15) : std::optional<int64_t>();
+    if (!padded) overflow(buffer.name);
+    const int64_t size = *padded / 16 * 16;  // keep each array 64-byte aligned
+    const std::optional<int64_t> sum = checked_add(total, size);
+    if (!sum || !checked_mul(*sum, sizeof(float))) overflow(buffer.name);
+    total = *sum;
+    if (padded_sizes != nullptr) padded_sizes->push_back(size);
+  }
+  return total;
+}
+
+int64_t gpt2::activation_bytes_for(const gpt2_config& cfg, int64_t B, int64_t T) {
+  if (B < 1 || T < 1)
+    LZ_THROW(lz::spec_error, "activations of B {} x T {}: data.micro_batch and data.seq_len "
+             "must be at least 1", B, T);
+  return plan_activations(cfg, B, T, nullptr) * static_cast<int64_t>(sizeof(float));
+}
+
 void gpt2::ensure_activations(int64_t B, int64_t T) {
   LZ_CHECK(T <= cfg_.max_seq_len, "T {} > maxT {}", T, cfg_.max_seq_len);
   if (B <= act_B_ && T <= act_T_) return;
   B = std::max(B, act_B_);
   T = std::max(T, act_T_);
-  const int64_t L = cfg_.layers, C = cfg_.channels, NH = cfg_.heads;
-  const int64_t Vp = cfg_.padded_vocab_size, N = B * T;
-  const int64_t sizes[] = {
-      N * C,          N * C * L,     N * L,     N * L,      N * 3 * C * L, N * C * L,
-      B * NH * T * T * L, N * C * L, N * C * L, N * L,      N * L,         N * 4 * C * L,
-      N * 4 * C * L,  N * C * L,     N * C,     N,          N,             N * Vp,
-      N,              N * C,         N * C,     N * C,      N * 4 * C};
-  constexpr size_t count = sizeof(sizes) / sizeof(sizes[0]);
-  static_assert(count == sizeof(activations) / sizeof(float*));
-  int64_t total = 0;
-  for (int64_t s : sizes) total += (s + 15) / 16 * 16;  // keep each array 64-byte aligned
-  act_buffer_.resize(total);
-  float** fields = reinterpret_cast<float**>(&acts_);
+  std::vector<int64_t> sizes;
+  act_buffer_.resize(plan_activations(cfg_, B, T, &sizes));
   float* cursor = act_buffer_.data();
-  for (size_t i = 0; i < count; i++) {
-    fields[i] = cursor;
-    cursor += (sizes[i] + 15) / 16 * 16;
+  const std::span<const activation_buffer> table = activation_table();
+  for (size_t i = 0; i < table.size(); i++) {
+    acts_.*(table[i].field) = cursor;
+    cursor += sizes[i];
   }
   act_B_ = B;
   act_T_ = T;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "engine/aligned_buffer.hpp"
@@ -44,8 +45,15 @@ public:
   const float* probs() const { return acts_.logits; }
   // Bytes of activation memory currently held.
   int64_t activation_bytes() const { return act_buffer_.size() * 4; }
+  // Bytes of activation memory a forward of (B, T) needs, computed without allocating:
+  // what activation_bytes() reports after such a forward on a fresh model. Throws
+  // lz::spec_error, naming the keys, when a size overflows int64.
+  static int64_t activation_bytes_for(const gpt2_config& cfg, int64_t B, int64_t T);
 
 private:
+  // The activation buffers, all carved from act_buffer_. Each field is listed once in
+  // activation_table() (gpt2.cpp) with its name and size: the allocation, the byte count
+  // and these pointers all come from that table, so the field order here does not matter.
   struct activations {
     float* encoded;    // (B, T, C)
     float* ln1;        // (L, B, T, C)
@@ -71,6 +79,12 @@ private:
     float* dc;         // (B, T, C) scratch gradient
     float* d4c;        // (B, T, 4C) scratch gradient (also dqkv)
   };
+  struct activation_buffer;  // one row of the table: name, field, size for a shape
+  static std::span<const activation_buffer> activation_table();
+  // Elements of each buffer of the table (in table order) for (B, T), each rounded up to
+  // 16 floats so every buffer starts on a 64-byte boundary, and their total.
+  static int64_t plan_activations(const gpt2_config& cfg, int64_t B, int64_t T,
+                                  std::vector<int64_t>* padded_sizes);
   void ensure_activations(int64_t B, int64_t T);
 
   gpt2_config cfg_;

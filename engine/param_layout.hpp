@@ -45,6 +45,8 @@ struct param_views {
 
 class param_layout {
 public:
+  // Throws lz::spec_error, naming the model keys, when a tensor's size or the total
+  // overflows int64.
   explicit param_layout(const gpt2_config& cfg);
 
   const std::vector<param_tensor>& tensors() const { return tensors_; }

@@ -125,5 +125,37 @@ TEST(apply_override, problems_of_file_and_overrides_come_together) {
   EXPECT_EQ(problems[1].source, "--set");
 }
 
+TEST(apply_override, a_broken_rule_at_an_overridden_key_is_reported_from_set) {
+  try {
+    default_with({"model.layers=-1"});
+    FAIL() << "expected spec_invalid";
+  } catch (const spec_invalid& e) {
+    ASSERT_EQ(e.problems().size(), 1u);
+    EXPECT_EQ(e.problems()[0].source, "--set");
+    EXPECT_NE(std::string(e.what()).find("--set: model.layers: must be >= 1, got -1"),
+              std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("<embedded default>: model.layers"),
+              std::string::npos) << e.what();
+  }
+}
+
+TEST(apply_override, a_broken_rule_at_a_key_of_the_file_keeps_the_file_as_source) {
+  // The override is valid itself; the rule it breaks is reported at data.seq_len, which
+  // the file set.
+  const auto problems = problems_of("[data]\nseq_len = 128\n", {{"model.max_seq_len", "64"}});
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_EQ(problems[0].key_path, "data.seq_len");
+  EXPECT_EQ(problems[0].source, "");
+}
+
+TEST(apply_override, a_file_value_and_an_override_each_keep_their_source) {
+  const auto problems = problems_of("[run]\nsteps = 0\n", {{"data.slots", "0"}});
+  ASSERT_EQ(problems.size(), 2u);
+  EXPECT_EQ(problems[0].key_path, "run.steps");
+  EXPECT_EQ(problems[0].source, "");
+  EXPECT_EQ(problems[1].key_path, "data.slots");
+  EXPECT_EQ(problems[1].source, "--set");
+}
+
 }  // namespace
 }  // namespace lz::config

@@ -103,10 +103,20 @@ TEST(spec_rules, values_on_the_boundaries_are_accepted) {
 
 TEST(spec_rules, a_broken_rule_names_the_key_in_what) {
   try {
-    embedded_default_spec({parse_override("run.steps=0")});
+    parse_spec("[run]\nsteps = 0\n", "<embedded default>");
     FAIL() << "expected spec_invalid";
   } catch (const spec_invalid& e) {
     EXPECT_NE(std::string(e.what()).find("<embedded default>: run.steps: must be >= 1, got 0"),
+              std::string::npos) << e.what();
+  }
+}
+
+TEST(spec_rules, a_broken_rule_set_by_an_override_names_set_as_its_source) {
+  try {
+    embedded_default_spec({parse_override("run.steps=0")});
+    FAIL() << "expected spec_invalid";
+  } catch (const spec_invalid& e) {
+    EXPECT_NE(std::string(e.what()).find("--set: run.steps: must be >= 1, got 0"),
               std::string::npos) << e.what();
   }
 }
