@@ -185,7 +185,8 @@ int run_cli(int argc, char** argv) {
     std::fprintf(stderr, "lazarus: the run spec is invalid (%zu problem%s):\n",
                  e.problems().size(), e.problems().size() == 1 ? "" : "s");
     for (const auto& p : e.problems()) {
-      std::fprintf(stderr, "  %s: %s%s%s\n", e.source().c_str(), p.key_path.c_str(),
+      std::fprintf(stderr, "  %s: %s%s%s\n",
+                   p.source.empty() ? e.source().c_str() : p.source.c_str(), p.key_path.c_str(),
                    p.key_path.empty() ? "" : ": ", p.message.c_str());
     }
     return 2;

@@ -77,8 +77,8 @@ void attach_log_file(run_logger& l, const std::string& path) {
   }
   file->set_pattern(k_log_pattern);
   file->set_level(l.log->level());
-  spdlog::details::log_msg marker(spdlog::source_loc{}, l.log->name(), spdlog::level::info,
-                                  fmt::format("==== lazarus run starts (pid {}) ====", ::getpid()));
+  const std::string text = fmt::format("==== lazarus run starts (pid {}) ====", ::getpid());
+  spdlog::details::log_msg marker(spdlog::source_loc{}, l.log->name(), spdlog::level::info, text);
   file->log(marker);
   for (const auto& m : l.early->last_raw()) file->log(m);
   file->flush();
@@ -107,12 +107,14 @@ void load_init_from(engine::gpt2& model, const std::string& path) {
 
 // Opens metrics.jsonl for appending after keeping only the lines of steps <= start_step
 // (a resumed run replays the steps after its checkpoint); loss_at_start gets the loss of
-// step start_step when that line exists. Lines that do not read as one step after another
-// are dropped with a warning, and the file as it was is kept beside it first.
+// step start_step when that line exists. Lines that do not read as a step after the one
+// before (torn, garbled, repeated) are dropped with a warning, and the file as it was is
+// kept beside it first.
 std::ofstream open_metrics(const std::string& path, int64_t start_step, double& loss_at_start,
                            spdlog::logger& log) {
   std::vector<std::string> kept;
   std::vector<int64_t> bad_lines;
+  int64_t last_kept = 0;
   if (start_step > 0) {
     std::ifstream in(path);
     std::string line;
@@ -123,10 +125,11 @@ std::ofstream open_metrics(const std::string& path, int64_t start_step, double& 
                           line.back() == '}';
       if (parsed) std::sscanf(line.c_str(), "{\"step\":%*d,\"loss\":%lf", &loss);
       if (parsed && step > start_step) continue;  // replayed: written again below
-      if (!parsed || step != static_cast<int64_t>(kept.size()) + 1) {
+      if (!parsed || step <= last_kept) {
         bad_lines.push_back(number);
         continue;
       }
+      last_kept = step;
       if (step == start_step) loss_at_start = loss;
       kept.push_back(line);
     }
@@ -138,8 +141,8 @@ std::ofstream open_metrics(const std::string& path, int64_t start_step, double& 
     if (ec) LZ_THROW(io_error, "cannot keep a copy of '{}' as '{}': {}", path, copy, ec.message());
     std::string numbers;
     for (int64_t n : bad_lines) numbers += (numbers.empty() ? "" : ", ") + std::to_string(n);
-    log.warn("metrics: line(s) {} of '{}' are not one step after another and were dropped; the "
-             "file as it was is kept as '{}'", numbers, path, copy);
+    log.warn("metrics: line(s) {} of '{}' do not read as a step after the one before and were "
+             "dropped; the file as it was is kept as '{}'", numbers, path, copy);
   }
   std::ofstream out(path, std::ios::trunc);
   if (!out) LZ_THROW(io_error, "cannot write '{}': check that the state dir is writable", path);
@@ -284,7 +287,6 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
   };
 
   // Training loop
-  const auto stop_requested = [] { return stop_signal() != 0; };
   double resumed_loss = NAN;
   std::ofstream metrics = open_metrics(metrics_path(dir), start_step, resumed_loss, *log);
   const bool tty = options.progress && ::isatty(STDERR_FILENO) == 1;
@@ -313,8 +315,11 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
         .add("generation", int64_t{0});
     if (evaluate) {
       // a stop signal ends the evaluation at a batch boundary; the step stops below
-      val_loss = engine::evaluate(model, val, spec.run.val_batches, B, T, stop_requested)
-                     .value_or(NAN);
+      const auto stop = [step] {
+        checkpoint::fault_point("eval.batch", step + 1);
+        return stop_signal() != 0;
+      };
+      val_loss = engine::evaluate(model, val, spec.run.val_batches, B, T, stop).value_or(NAN);
       if (!std::isnan(val_loss)) line.add("val_loss", val_loss);
     }
     metrics << line.str() << '\n';
@@ -362,8 +367,8 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
   }
   ckpt.wait_idle();
   if (std::isnan(val_loss) && stop_signal() == 0) {
-    val_loss = engine::evaluate(model, val, spec.run.val_batches, B, T, stop_requested)
-                   .value_or(NAN);
+    val_loss = engine::evaluate(model, val, spec.run.val_batches, B, T,
+                                [] { return stop_signal() != 0; }).value_or(NAN);
   }
   const checkpoint::checkpointer_stats cs = ckpt.stats();
 

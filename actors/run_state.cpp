@@ -58,6 +58,11 @@ std::string resolve_root(const std::string& state_dir, const config::run_spec& s
   return absolute(checkpoint_root(state_dir, spec.checkpoint.dir, run_id));
 }
 
+// STATE_DIR/checkpoints, where checkpoints go when checkpoint.dir is not set.
+std::string local_root(const std::string& state_dir) {
+  return absolute(checkpoint_root(state_dir, "", ""));
+}
+
 bool has_step_dirs(const std::string& dir) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
@@ -125,7 +130,7 @@ run_state run_state::inspect(const config::run_spec& spec, const std::string& st
   std::vector<std::string> evidence;
   if (id) evidence.push_back(identity_path(st.state_dir_));
   for (const std::string& root :
-       {absolute(checkpoint_root(st.state_dir_, "", "")), id ? id->checkpoint_root : ""}) {
+       {local_root(st.state_dir_), id ? id->checkpoint_root : std::string()}) {
     if (!root.empty() && has_step_dirs(root)) evidence.push_back(root + "/step_*");
   }
   if (!evidence.empty() && !flags.start_over) {
@@ -144,7 +149,7 @@ void run_state::check_resume(const config::run_spec& spec, spdlog::logger& log) 
   const std::vector<checkpoint::checkpoint_record> records = catalog_->list();
   // Where the checkpoints live: as recorded, or moved there as a whole.
   const std::string recorded_root = catalog_->meta(checkpoint::k_meta_checkpoint_root)
-                                        .value_or(absolute(checkpoint_root(state_dir_, "", "")));
+                                        .value_or(local_root(state_dir_));
   const std::string wanted_root = resolve_root(state_dir_, spec, run_id_);
   root_ = recorded_root;
   if (wanted_root != recorded_root) {

@@ -1,5 +1,7 @@
 #include "checkpoint/fault_hook.hpp"
 
+#include <atomic>
+
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -62,6 +64,8 @@ fault_action fault_at(std::string_view point, int64_t step) {
 void fault_point(std::string_view point, int64_t step) {
   const fault_action action = fault_at(point, step);
   if (action != fault_action::kill && action != fault_action::term) return;
+  static std::atomic<bool> fired{false};  // once per process: a point may be passed again
+  if (fired.exchange(true)) return;       // before the signal arrives
   const bool kill = action == fault_action::kill;
   std::fprintf(stderr, "lazarus: fault injected at %.*s (step %lld): %s\n",
                static_cast<int>(point.size()), point.data(), static_cast<long long>(step),

@@ -20,7 +20,7 @@ enum class fault_action { none, kill, term, enospc };
 fault_action fault_at(std::string_view point, int64_t step);
 
 // Sends this process SIGKILL (action kill) or SIGTERM (action term) when the armed fault is
-// `point` (at `step`).
+// `point` (at `step`), the first time only.
 void fault_point(std::string_view point, int64_t step);
 
 // True when the armed fault is `point` (at `step`) with action enospc: the caller then fails

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 
@@ -26,11 +27,13 @@ inline std::string read_file(const std::string& path) {
 
 // Runs `lazarus ARGS` with output captured to a file in `dir`; `env` (e.g.
 // "LAZARUS_FAULT=shard.mid_write@10") is put in front of the command.
+// `cwd` (when given) is the directory the command starts in.
 inline command_result run_lazarus(const std::string& args, const std::string& dir,
-                                  const std::string& env = "") {
+                                  const std::string& env = "", const std::string& cwd = "") {
   std::filesystem::create_directories(dir);
   const std::string log = dir + "/command.log";
-  const std::string cmd = (env.empty() ? "" : "env " + env + " ") + std::string(LZ_EXE) + " " +
+  const std::string cmd = (cwd.empty() ? "" : "cd '" + cwd + "' && ") +
+                          (env.empty() ? "" : "env " + env + " ") + std::string(LZ_EXE) + " " +
                           args + " > " + log + " 2>&1";
   const int status = std::system(cmd.c_str());
   command_result r;
@@ -64,6 +67,19 @@ inline std::string test_dir(const std::string& name) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
+}
+
+// Every file under `dir` with its size and contents' length: what a refused command must
+// leave exactly as it was (paths under `except` are left out).
+inline std::map<std::string, std::string> tree_snapshot(const std::string& dir,
+                                                        const std::string& except = "") {
+  std::map<std::string, std::string> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    const std::string path = e.path().string();
+    if (!except.empty() && path.rfind(except, 0) == 0) continue;
+    out[path] = e.is_regular_file() ? read_file(path) : std::string("<dir>");
+  }
+  return out;
 }
 
 inline std::string corpus_set_args() {
