@@ -29,6 +29,7 @@ namespace lz::checkpoint {
 namespace {
 
 constexpr uint8_t k_value_version = 1;
+constexpr uint64_t k_min_free_bytes = 8u << 20;  // for opening or writing the catalog
 constexpr std::string_view k_pending_prefix = "pending_delete/";
 constexpr std::string_view k_inflight_prefix = "inflight_save/";
 constexpr std::string_view k_left_alone_prefix = "left_alone/";
@@ -183,6 +184,7 @@ struct catalog::impl {
   // lives only in the log: a deleted log then loses nothing, and a deleted table file is
   // an error at open (the MANIFEST lists it), never a silently emptier catalog.
   void write_synced(rocksdb::WriteBatch& batch, std::string_view op) {
+    require_free_space(path_, k_min_free_bytes, "a catalog write");
     rocksdb::WriteOptions options;
     options.sync = true;
     check(db_->Write(options, &batch), op);
@@ -337,6 +339,11 @@ bool contains(const std::string& text, std::string_view part) {
 [[noreturn]] void throw_open_failure(const rocksdb::Status& s, const std::string& path,
                                      const std::string& state_dir, catalog_access access) {
   const std::string text = s.ToString();
+  if (contains(text, "Read-only file system") || contains(text, "Permission denied")) {
+    LZ_THROW(io_error, "cannot open the catalog {} for writing: the state dir is read-only or "
+             "not ours ({}); `lazarus ckpt ls|verify|inspect|events` read it as it is, and "
+             "training needs a writable --state-dir", path, text);
+  }
   if (s.IsIOError() && contains(text, "/LOCK")) {  // held by another process
     LZ_THROW(io_error, "another process holds {} (its LOCK is taken, or this process opened "
              "it twice): stop the other Lazarus process using state dir '{}' or choose "
@@ -345,11 +352,6 @@ bool contains(const std::string& text, std::string_view part) {
   if (contains(text, "No space left on device")) {
     LZ_THROW(io_error, "cannot open the catalog {}: the disk is full ({}); free space on that "
              "disk and retry: nothing was changed", path, text);
-  }
-  if (contains(text, "Read-only file system") || contains(text, "Permission denied")) {
-    LZ_THROW(io_error, "cannot open the catalog {} for writing: the state dir is read-only or "
-             "not ours ({}); `lazarus ckpt ls|verify|inspect|events` read it as it is, and "
-             "training needs a writable --state-dir", path, text);
   }
   if (s.IsCorruption() || s.IsNotFound() || contains(text, "No such file") ||
       contains(text, "does not exist")) {
@@ -404,6 +406,9 @@ std::unique_ptr<catalog> catalog::open_at(const std::string& path, const std::st
   cf_options.max_write_buffer_number = 2;
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const char* name : k_cf_names) descriptors.emplace_back(name, cf_options);
+  if (access == catalog_access::read_write) {
+    require_free_space(create ? state_dir : path, k_min_free_bytes, "opening the catalog");
+  }
   rocksdb::DB* db = nullptr;
   const rocksdb::Status s =
       access == catalog_access::read_only

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "config/error.hpp"
@@ -18,6 +19,17 @@ void fsync_directory(const std::string& dir) {
   const int err = errno;
   ::close(fd);
   if (rc != 0) LZ_THROW(io_error, "fsync of directory '{}' failed: {}", dir, std::strerror(err));
+}
+
+void require_free_space(const std::string& path, uint64_t bytes, std::string_view what) {
+  struct statvfs st {};
+  if (::statvfs(path.c_str(), &st) != 0) return;  // the operation itself will say what is wrong
+  const uint64_t free_bytes = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+  if (free_bytes < bytes) {
+    LZ_THROW(io_error, "the disk holding '{}' is full ({} KiB free, {} needs at least {} KiB): "
+             "free space on that disk and retry; nothing was changed", path, free_bytes / 1024,
+             what, bytes / 1024);
+  }
 }
 
 void write_file_durably(const std::string& path, std::initializer_list<byte_span> parts) {

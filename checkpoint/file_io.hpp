@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <string_view>
 #include <initializer_list>
 #include <string>
 
@@ -16,6 +18,11 @@ struct byte_span {
 };
 
 void write_file_durably(const std::string& path, std::initializer_list<byte_span> parts);
+
+// Throws an io_error saying the disk is full when the file system holding `path` has fewer
+// than `bytes` free for `what` (RocksDB must not meet a full disk mid-write: its Debian
+// build asserts on some of those paths instead of returning an error).
+void require_free_space(const std::string& path, uint64_t bytes, std::string_view what);
 void fsync_directory(const std::string& dir);
 
 }  // namespace lz::checkpoint

@@ -156,7 +156,13 @@ TEST_P(damaged_checkpoint, loader_falls_back_to_the_previous_checkpoint_and_says
   // continuing to 25 steps must restart from 15 and end as an uninterrupted 25-step run
   const auto resumed = run_lazarus(run_args(dir, 25), dir);
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  EXPECT_NE(resumed.output.find("step 20 is unusable"), std::string::npos) << resumed.output;
+  // proof of damage marks the checkpoint corrupt; a missing file is only unreadable
+  const std::string said =
+      GetParam() == damage::remove ? "step 20 cannot be read" : "step 20 is corrupt";
+  EXPECT_NE(resumed.output.find(said), std::string::npos) << resumed.output;
+  const auto ls = run_lazarus("ckpt ls --json " + dir, dir + "/ls");
+  EXPECT_EQ(ls.output.find("\"status\":\"corrupt\""), std::string::npos) << ls.output
+      << "a corrupt step 20 is saved again when training passes it";
   EXPECT_NE(resumed.output.find("shard_00000_of_00001.lzs"), std::string::npos) << resumed.output;
   if (GetParam() == damage::flip_byte) {
     EXPECT_NE(resumed.output.find("adam_v"), std::string::npos) << resumed.output;

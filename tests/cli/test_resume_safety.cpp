@@ -365,3 +365,84 @@ TEST(resume_safety, a_bad_metrics_line_is_dropped_with_a_warning_and_a_copy) {
 }
 
 }  // namespace
+
+namespace {
+
+// Runs `script` with bash in a private mount namespace (its mounts vanish with it); false
+// when this machine does not allow one.
+bool mount_namespace_available() {
+  return std::system("unshare -m true > /dev/null 2>&1") == 0;
+}
+
+int run_in_mount_namespace(const std::string& script, const std::string& path) {
+  std::ofstream(path) << "set -u\n" << script;
+  const int status = std::system(("unshare -m bash " + path).c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// "name=value" lines of a file, as printed by the scripts below.
+std::string value_of(const std::string& text, const std::string& name) {
+  const size_t at = text.find(name + "=");
+  if (at == std::string::npos) return "";
+  const size_t end = text.find('\n', at);
+  return text.substr(at + name.size() + 1, end - at - name.size() - 1);
+}
+
+TEST(resume_safety, a_read_only_state_dir_is_read_but_never_crashes_a_command) {
+  if (!mount_namespace_available()) {
+    GTEST_SKIP() << "needs `unshare -m` (root or user namespaces) for a read-only bind mount";
+  }
+  const std::string dir = finished_run("safety-read-only");
+  const std::string out = dir + "-ro";
+  fs::create_directories(out);
+  const std::string lz = LZ_EXE;
+  const std::string script =
+      "mount --bind " + dir + " " + dir + " && mount -o remount,bind,ro " + dir + " || exit 3\n" +
+      lz + " " + run_args(dir, 20) + " > " + out + "/run.txt 2>&1; echo run=$? >> " + out + "/rc\n" +
+      lz + " ckpt ls " + dir + " > " + out + "/ls.txt 2>&1; echo ls=$? >> " + out + "/rc\n" +
+      lz + " ckpt verify " + dir + " > " + out + "/verify.txt 2>&1; echo verify=$? >> " + out +
+      "/rc\n" + lz + " ckpt events " + dir + " > " + out + "/events.txt 2>&1; echo events=$? >> " +
+      out + "/rc\n";
+  ASSERT_EQ(run_in_mount_namespace(script, out + "/script.sh"), 0) << read_file(out + "/rc");
+  const std::string rc = read_file(out + "/rc");
+  EXPECT_EQ(value_of(rc, "run"), "1") << read_file(out + "/run.txt");
+  EXPECT_TRUE(contains(read_file(out + "/run.txt"), "read-only")) << read_file(out + "/run.txt");
+  EXPECT_EQ(value_of(rc, "ls"), "0") << read_file(out + "/ls.txt");
+  EXPECT_TRUE(contains(read_file(out + "/ls.txt"), "\n10 ")) << read_file(out + "/ls.txt");
+  EXPECT_EQ(value_of(rc, "verify"), "0") << read_file(out + "/verify.txt");
+  EXPECT_TRUE(contains(read_file(out + "/verify.txt"), "without recording"));
+  EXPECT_EQ(value_of(rc, "events"), "0") << read_file(out + "/events.txt");
+  EXPECT_TRUE(contains(read_file(out + "/events.txt"), "checkpoint_committed"));
+}
+
+TEST(resume_safety, a_full_disk_is_a_clear_error_and_the_run_resumes_once_there_is_room) {
+  if (!mount_namespace_available()) {
+    GTEST_SKIP() << "needs `unshare -m` (root or user namespaces) for a small tmpfs";
+  }
+  const std::string dir = finished_run("safety-full-disk");
+  const std::string out = dir + "-full";
+  fs::create_directories(out);
+  const std::string lz = LZ_EXE, mnt = out + "/mnt", state = out + "/mnt/state";
+  const std::string script =
+      "mkdir -p " + mnt + " && mount -t tmpfs -o size=96m tmpfs " + mnt + " || exit 3\n"
+      "cp -a " + dir + " " + state + " || exit 4\n"
+      "dd if=/dev/zero of=" + mnt + "/filler bs=1M > /dev/null 2>&1\n"
+      "sync\n" +
+      lz + " ckpt ls " + state + " > " + out + "/ls.txt 2>&1; echo ls=$? >> " + out + "/rc\n" +
+      lz + " " + run_args(state, 20) + " > " + out + "/run.txt 2>&1; echo run=$? >> " + out + "/rc\n" +
+      "rm " + mnt + "/filler\n" +
+      lz + " ckpt verify " + state + " > " + out + "/verify.txt 2>&1; echo verify=$? >> " + out + "/rc\n" +
+      lz + " " + run_args(state, 20) + " > " + out + "/run2.txt 2>&1; echo run2=$? >> " + out + "/rc\n" +
+      "cp " + state + "/summary.json " + out + "/summary.json\n";
+  ASSERT_EQ(run_in_mount_namespace(script, out + "/script.sh"), 0) << read_file(out + "/rc");
+  const std::string rc = read_file(out + "/rc");
+  EXPECT_EQ(value_of(rc, "ls"), "0") << read_file(out + "/ls.txt");
+  EXPECT_EQ(value_of(rc, "run"), "1") << read_file(out + "/run.txt");
+  EXPECT_TRUE(contains(read_file(out + "/run.txt"), "full")) << read_file(out + "/run.txt");
+  EXPECT_EQ(value_of(rc, "verify"), "0") << read_file(out + "/verify.txt");
+  EXPECT_EQ(value_of(rc, "run2"), "0") << read_file(out + "/run2.txt");
+  EXPECT_EQ(json_field(read_file(out + "/summary.json"), "resumed_from_step"), "10");
+  EXPECT_EQ(json_field(read_file(out + "/summary.json"), "weights_sha256"), reference_sha(20));
+}
+
+}  // namespace
