@@ -277,15 +277,19 @@ void run_state::begin(const config::run_spec& spec) {
       LZ_THROW(io_error, "cannot create state dir '{}': {}; pass a writable --state-dir",
                state_dir_, ec.message());
     }
+    // The catalog first, with every record of the new run in it before it takes its place:
+    // creating it is the step that fails when another run got here first, and then nothing
+    // of this run may be left behind.
+    catalog_ = checkpoint::catalog::create(state_dir_, run_id_, [&](checkpoint::catalog& c) {
+      c.set_meta(checkpoint::k_meta_checkpoint_root, root_);
+      c.set_meta(checkpoint::k_meta_spec, spec_toml);
+      c.set_meta(checkpoint::k_meta_data, data_fingerprint_);
+      c.append_event("run_created", config::json_object()
+                                        .add("run_id", run_id_)
+                                        .add("checkpoint_root", root_)
+                                        .str());
+    });
     write_run_identity(state_dir_, {run_id_, root_});
-    catalog_ = checkpoint::catalog::create(state_dir_, run_id_);
-    catalog_->set_meta(checkpoint::k_meta_checkpoint_root, root_);
-    catalog_->set_meta(checkpoint::k_meta_spec, spec_toml);
-    catalog_->set_meta(checkpoint::k_meta_data, data_fingerprint_);
-    catalog_->append_event("run_created", config::json_object()
-                                              .add("run_id", run_id_)
-                                              .add("checkpoint_root", root_)
-                                              .str());
     return;
   }
   std::vector<config::key_change> changes = diff_.allowed;

@@ -9,12 +9,18 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <string_view>
 #include <system_error>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
@@ -431,11 +437,13 @@ std::unique_ptr<catalog> catalog::open_at(const std::string& path, const std::st
   return c;
 }
 
-std::unique_ptr<catalog> catalog::create(const std::string& state_dir, const std::string& run_id) {
+std::unique_ptr<catalog> catalog::create(const std::string& state_dir, const std::string& run_id,
+                                         const std::function<void(catalog&)>& fill,
+                                         const std::function<void()>& before_rename) {
   const std::string path = catalog_path(state_dir);
   const std::string building = path + ".creating";  // never a catalog: a creation cut short
   std::error_code ec;
-  if (fs::exists(path, ec)) {
+  if (!before_rename && fs::exists(path, ec)) {  // else before_rename makes room for it
     LZ_THROW(io_error, "refusing to create a checkpoint catalog in '{}': {} exists; a catalog "
              "is never created over another one", state_dir, path);
   }
@@ -443,6 +451,22 @@ std::unique_ptr<catalog> catalog::create(const std::string& state_dir, const std
   if (ec) {
     LZ_THROW(io_error, "cannot create state dir '{}': {}; check the path and its permissions",
              state_dir, ec.message());
+  }
+  // One creator at a time: the lock goes with the process, so a killed creator leaves a
+  // catalog.creating that the next one may remove.
+  const std::string lock_path = path + ".creating.lock";
+  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0) {
+    LZ_THROW(io_error, "cannot create '{}': {}; check that the state dir is writable", lock_path,
+             std::strerror(errno));
+  }
+  struct lock_guard {
+    int fd;
+    ~lock_guard() { ::close(fd); }
+  } guard{lock_fd};
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    LZ_THROW(io_error, "another process is creating the checkpoint catalog of '{}': two runs "
+             "cannot start in one state dir at once", state_dir);
   }
   fs::remove_all(building, ec);
   if (ec) LZ_THROW(io_error, "cannot remove '{}': {}", building, ec.message());
@@ -453,6 +477,12 @@ std::unique_ptr<catalog> catalog::create(const std::string& state_dir, const std
     rocksdb::WriteBatch batch;
     fresh->impl_->check(batch.Put(fresh->impl_->meta_, "run_id", w.bytes()), "set_run_id");
     fresh->impl_->write_synced(batch, "set_run_id");
+    if (fill) fill(*fresh);
+  }
+  if (before_rename) before_rename();
+  if (fs::exists(path, ec)) {
+    LZ_THROW(io_error, "refusing to create a checkpoint catalog in '{}': {} appeared while it "
+             "was being built; a catalog is never created over another one", state_dir, path);
   }
   fs::rename(building, path, ec);
   if (ec) LZ_THROW(io_error, "cannot rename '{}' to '{}': {}", building, path, ec.message());

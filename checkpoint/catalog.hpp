@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -70,10 +71,15 @@ struct inflight_save {
 // "catalog.after_commit", "catalog.after_begin_delete" (files not yet removed).
 class catalog {
 public:
-  // Creates the catalog of a new run in STATE_DIR/catalog (built beside it and renamed into
-  // place, so a crash never leaves half a catalog) holding `run_id`. Refuses (io_error) when
-  // STATE_DIR/catalog exists: a catalog is never created over another one.
-  static std::unique_ptr<catalog> create(const std::string& state_dir, const std::string& run_id);
+  // Creates the catalog of a new run in STATE_DIR/catalog holding `run_id`: built in
+  // catalog.creating, where `fill` (when given) adds records, then renamed into place, so a
+  // crash never leaves half a catalog. `before_rename` (when given) runs just before the
+  // rename and may move an existing catalog aside. Refuses (io_error) when STATE_DIR/catalog
+  // exists at the rename (and, without before_rename, before building): a catalog is never
+  // created over another one; and while another process creates one there.
+  static std::unique_ptr<catalog> create(const std::string& state_dir, const std::string& run_id,
+                                         const std::function<void(catalog&)>& fill = {},
+                                         const std::function<void()>& before_rename = {});
   // Opens the existing STATE_DIR/catalog; never creates one. A missing, damaged or
   // unreadable catalog, a full or read-only disk and a catalog another process holds are
   // io_errors that name the file and the fix; nothing on disk is changed. read_only takes

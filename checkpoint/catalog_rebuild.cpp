@@ -164,41 +164,47 @@ rebuild_report rebuild_catalog(const rebuild_options& options) {
   }
   const old_records old = read_old(options.state_dir);
 
-  // 2. Keep the old catalog aside, build the new one.
-  if (catalog::exists(options.state_dir)) {
-    report.old_catalog = (fs::path(options.state_dir) / ("catalog.replaced-" + utc_stamp())).string();
-    fs::rename(fs::path(options.state_dir) / "catalog", report.old_catalog, ec);
-    if (ec) {
-      LZ_THROW(io_error, "cannot move the old catalog to '{}': {}; nothing was changed",
-               report.old_catalog, ec.message());
-    }
-  }
-  auto cat = catalog::create(options.state_dir, report.run_id);
-  cat->set_meta(k_meta_checkpoint_root, options.root_dir);
-  if (old.spec || options.spec_toml) cat->set_meta(k_meta_spec, old.spec ? *old.spec : *options.spec_toml);
-  if (old.data) cat->set_meta(k_meta_data, *old.data);
-  for (const event_record& e : old.events) cat->append_event_at(e.unix_ms, e.kind, e.json);
-  for (scanned_dir& s : scanned) {
-    if (s.record) {
-      if (const auto it = old.created_unix_ms.find(s.record->step); it != old.created_unix_ms.end()) {
-        s.record->created_unix_ms = it->second;
+  // 2. Build the new catalog beside the old one; move the old one aside just before the
+  // new one takes its place.
+  const auto fill = [&](catalog& cat) {
+    cat.set_meta(k_meta_checkpoint_root, options.root_dir);
+    if (old.spec || options.spec_toml) cat.set_meta(k_meta_spec, old.spec ? *old.spec : *options.spec_toml);
+    if (old.data) cat.set_meta(k_meta_data, *old.data);
+    for (const event_record& e : old.events) cat.append_event_at(e.unix_ms, e.kind, e.json);
+    for (scanned_dir& s : scanned) {
+      if (s.record) {
+        if (const auto it = old.created_unix_ms.find(s.record->step);
+            it != old.created_unix_ms.end()) {
+          s.record->created_unix_ms = it->second;
+        }
+        cat.commit(*s.record);
+        report.added.push_back(*s.record);
+      } else {
+        cat.leave_alone(s.dir, s.why);
+        report.left_alone.emplace_back(s.dir, s.why);
       }
-      cat->commit(*s.record);
-      report.added.push_back(*s.record);
-    } else {
-      cat->leave_alone(s.dir, s.why);
-      report.left_alone.emplace_back(s.dir, s.why);
     }
-  }
+    cat.append_event("catalog_rebuilt",
+                     config::json_object()
+                         .add("checkpoint_root", options.root_dir)
+                         .add("added", static_cast<int64_t>(report.added.size()))
+                         .add("left_alone", static_cast<int64_t>(report.left_alone.size()))
+                         .str());
+  };
+  const auto move_old_aside = [&] {
+    if (!catalog::exists(options.state_dir)) return;
+    report.old_catalog =
+        (fs::path(options.state_dir) / ("catalog.replaced-" + utc_stamp())).string();
+    std::error_code move_ec;
+    fs::rename(fs::path(options.state_dir) / "catalog", report.old_catalog, move_ec);
+    if (move_ec) {
+      LZ_THROW(io_error, "cannot move the old catalog to '{}': {}; nothing was changed",
+               report.old_catalog, move_ec.message());
+    }
+  };
+  catalog::create(options.state_dir, report.run_id, fill, move_old_aside);
   report.carried_over = old.readable;
   report.events_carried = static_cast<int64_t>(old.events.size());
-  cat->append_event("catalog_rebuilt", config::json_object()
-                                           .add("checkpoint_root", options.root_dir)
-                                           .add("added", static_cast<int64_t>(report.added.size()))
-                                           .add("left_alone",
-                                                static_cast<int64_t>(report.left_alone.size()))
-                                           .add("old_catalog", report.old_catalog)
-                                           .str());
   return report;
 }
 

@@ -298,6 +298,36 @@ TEST(resume_safety, a_second_run_on_a_live_state_dir_changes_nothing) {
   EXPECT_FALSE(contains(read_file(dir + "/run.log"), "seq_len = 32"));
 }
 
+TEST(resume_safety, two_runs_started_at_once_in_a_new_state_dir_leave_one_consistent_run) {
+  const std::string dir = lz::test::test_dir("safety-twice");
+  const pid_t a = spawn_lazarus(run_args(dir, 10), dir + "-a.log");
+  const pid_t b = spawn_lazarus(run_args(dir, 10), dir + "-b.log");
+  int status_a = 0, status_b = 0;
+  ::waitpid(a, &status_a, 0);
+  ::waitpid(b, &status_b, 0);
+  ASSERT_TRUE(WIFEXITED(status_a) && WIFEXITED(status_b));
+  const int ra = WEXITSTATUS(status_a), rb = WEXITSTATUS(status_b);
+  EXPECT_TRUE((ra == 0 || ra == 1) && (rb == 0 || rb == 1))
+      << read_file(dir + "-a.log") << read_file(dir + "-b.log");
+  EXPECT_TRUE(ra == 0 || rb == 0) << read_file(dir + "-a.log") << read_file(dir + "-b.log");
+  for (const auto& [rc, log] : {std::pair{ra, dir + "-a.log"}, std::pair{rb, dir + "-b.log"}}) {
+    if (rc == 1) {
+      const std::string text = read_file(log);
+      EXPECT_TRUE(contains(text, "another process") || contains(text, "never created over"))
+          << text;
+    }
+  }
+  // the state dir holds one run, whole: its identity is its catalog's, and it resumes
+  const std::string identity = read_file(dir + "/run_identity");
+  const auto inspect = run_lazarus("ckpt inspect --json " + dir, dir + "-cmd");
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
+  EXPECT_TRUE(contains(identity, "run_id=" + json_field(inspect.output, "run_id") + "\n"))
+      << identity << inspect.output;
+  const auto again = run_lazarus(run_args(dir, 20), dir + "-cmd");
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(sha_of(dir), reference_sha(20));
+}
+
 TEST(resume_safety, absurd_model_sizes_are_refused_before_anything_starts) {
   const std::string dir = lz::test::test_dir("safety-absurd");
   for (const char* set : {"--set model.channels=1000000000", "--set model.layers=1000000"}) {

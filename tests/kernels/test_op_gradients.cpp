@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include "kernels/backend.hpp"
 
@@ -284,14 +285,30 @@ TEST_F(op_gradients, softmax_crossentropy_ignores_padded_vocabulary) {
   expect_close("dlogits", logits, numeric_gradient(f, in, 0, vecd(N, dloss)), 1e-5, 1e-4);
 }
 
-TEST_F(op_gradients, sum_squares_is_independent_of_thread_count) {
+// Restores the process-wide OpenMP thread count (which a backend sets when it is made) at
+// the end of a scope, so a test that makes backends of other sizes leaves none behind.
+class omp_threads_restored {
+public:
+  omp_threads_restored() : threads_(omp_get_max_threads()) {}
+  ~omp_threads_restored() { omp_set_num_threads(threads_); }
+  omp_threads_restored(const omp_threads_restored&) = delete;
+  omp_threads_restored& operator=(const omp_threads_restored&) = delete;
+
+private:
+  int threads_;
+};
+
+TEST(sum_squares, is_independent_of_thread_count) {
+  const omp_threads_restored restore;
   const vecf x = random_floats(100'003, 17);
   double want = 0;
   for (float v : x) want += static_cast<double>(v) * v;
-  const double two = k->sum_squares(x.data(), static_cast<int64_t>(x.size()));
   auto one_thread = lz::kernels::make_cpu_backend(1);
+  ASSERT_EQ(omp_get_max_threads(), 1);
   const double one = one_thread->sum_squares(x.data(), static_cast<int64_t>(x.size()));
-  lz::kernels::make_cpu_backend(2);  // restore the pool for later tests
+  auto two_threads = lz::kernels::make_cpu_backend(2);
+  ASSERT_EQ(omp_get_max_threads(), 2);
+  const double two = two_threads->sum_squares(x.data(), static_cast<int64_t>(x.size()));
   EXPECT_EQ(one, two);
   EXPECT_NEAR(two, want, 1e-9 * want);
 }
