@@ -14,6 +14,7 @@
 #include "actors/run_state.hpp"
 #include "checkpoint/catalog.hpp"
 #include "checkpoint/catalog_rebuild.hpp"
+#include "checkpoint/checkpointer.hpp"
 #include "checkpoint/restore.hpp"
 #include "checkpoint/llmc_format.hpp"
 #include "checkpoint/shard_set.hpp"
@@ -27,14 +28,6 @@ namespace fs = std::filesystem;
 using checkpoint::checkpoint_record;
 using checkpoint::checkpoint_status;
 
-bool has_step_dirs(const fs::path& dir) {
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.path().filename().string().starts_with("step_")) return true;
-  }
-  return false;
-}
-
 // Where the checkpoints of the state dir's run are: --checkpoint-dir (the directory holding
 // the step_* directories, or the run's checkpoint.dir that holds it as RUN_ID/), else where
 // the catalog recorded them, else STATE_DIR/checkpoints (a state dir moved as a whole, or
@@ -42,7 +35,7 @@ bool has_step_dirs(const fs::path& dir) {
 std::string root_of(const ckpt_command_options& o, const std::string& run_id,
                     const std::optional<std::string>& recorded) {
   if (!o.checkpoint_dir.empty()) {
-    if (has_step_dirs(o.checkpoint_dir) || run_id.empty()) return o.checkpoint_dir;
+    if (checkpoint::has_checkpoint_dirs(o.checkpoint_dir) || run_id.empty()) return o.checkpoint_dir;
     return checkpoint_root(o.state_dir, o.checkpoint_dir, run_id);
   }
   const std::string local = checkpoint_root(o.state_dir, "", "");

@@ -2,7 +2,6 @@
 #include "actors/run_state.hpp"
 
 #include <algorithm>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -63,23 +62,6 @@ std::string local_root(const std::string& state_dir) {
   return absolute(checkpoint_root(state_dir, "", ""));
 }
 
-bool has_step_dirs(const std::string& dir) {
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.path().filename().string().starts_with("step_")) return true;
-  }
-  return false;
-}
-
-std::string utc_stamp() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y%m%dT%H%M%SZ", &tm);
-  return buf;
-}
-
 }  // namespace
 
 run_state::run_state(run_state&&) noexcept = default;
@@ -131,7 +113,7 @@ run_state run_state::inspect(const config::run_spec& spec, const std::string& st
   if (id) evidence.push_back(identity_path(st.state_dir_));
   for (const std::string& root :
        {local_root(st.state_dir_), id ? id->checkpoint_root : std::string()}) {
-    if (!root.empty() && has_step_dirs(root)) evidence.push_back(root + "/step_*");
+    if (!root.empty() && checkpoint::has_checkpoint_dirs(root)) evidence.push_back(root + "/step_*");
   }
   if (!evidence.empty() && !flags.start_over) {
     std::string list;
@@ -234,9 +216,9 @@ void run_state::move_aside(spdlog::logger& log) {
   const std::string old_root = catalog_ ? catalog_->meta(checkpoint::k_meta_checkpoint_root)
                                               .value_or("") : "";
   catalog_.reset();  // closed before its directory moves
-  fs::path attic = fs::path(state_dir_) / "attic" / utc_stamp();
+  fs::path attic = fs::path(state_dir_) / "attic" / checkpoint::utc_file_stamp();
   for (int n = 2; fs::exists(attic); ++n) {
-    attic = fs::path(state_dir_) / "attic" / fmt::format("{}-{}", utc_stamp(), n);
+    attic = fs::path(state_dir_) / "attic" / fmt::format("{}-{}", checkpoint::utc_file_stamp(), n);
   }
   std::error_code ec;
   fs::create_directories(attic, ec);

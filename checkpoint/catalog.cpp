@@ -292,6 +292,28 @@ struct catalog::impl {
     write_synced(batch, op);
   }
 
+  // "meta" values that are one string.
+  std::optional<std::string> read_meta(const std::string& key) const {
+    const auto v = read(meta_, key, "reading " + key);
+    if (!v) return std::nullopt;
+    value_reader r(*v, path_ + " column family 'meta' key " + rocksdb::Slice(key).ToString(true));
+    std::string text = r.str();
+    r.finish();
+    return text;
+  }
+  void put_meta(const std::string& key, const std::string& text, std::string_view op) {
+    value_writer w;
+    w.str(text);
+    rocksdb::WriteBatch batch;
+    check(batch.Put(meta_, key, w.bytes()), op);
+    write_synced(batch, op);
+  }
+  void delete_meta(const std::string& key, std::string_view op) {
+    rocksdb::WriteBatch batch;
+    check(batch.Delete(meta_, key), op);
+    write_synced(batch, op);
+  }
+
   checkpoint_record must_get(int64_t step, std::string_view op) const {
     auto c = get(step);
     if (!c) LZ_THROW(io_error, "catalog {}: {}: there is no checkpoint at step {}", path_, op,
@@ -472,11 +494,7 @@ std::unique_ptr<catalog> catalog::create(const std::string& state_dir, const std
   if (ec) LZ_THROW(io_error, "cannot remove '{}': {}", building, ec.message());
   {
     auto fresh = open_at(building, state_dir, catalog_access::read_write, true);
-    value_writer w;
-    w.str(run_id);
-    rocksdb::WriteBatch batch;
-    fresh->impl_->check(batch.Put(fresh->impl_->meta_, "run_id", w.bytes()), "set_run_id");
-    fresh->impl_->write_synced(batch, "set_run_id");
+    fresh->impl_->put_meta("run_id", run_id, "recording the run id");
     if (fill) fill(*fresh);
   }
   if (before_rename) before_rename();
@@ -609,10 +627,7 @@ void catalog::begin_delete(int64_t step) {
 
 void catalog::finish_delete(int64_t step) {
   LZ_CHECK(step >= 0, "step {}", step);
-  const std::string op = fmt::format("finish_delete of checkpoint {}", step);
-  rocksdb::WriteBatch batch;
-  impl_->check(batch.Delete(impl_->meta_, pending_key(step)), op);
-  impl_->write_synced(batch, op);
+  impl_->delete_meta(pending_key(step), fmt::format("finish_delete of checkpoint {}", step));
 }
 
 std::vector<int64_t> catalog::pending_deletes() const {
@@ -629,52 +644,26 @@ std::vector<int64_t> catalog::pending_deletes() const {
   return out;
 }
 
-std::optional<std::string> catalog::run_id() const {
-  const auto v = impl_->read(impl_->meta_, "run_id", "reading run_id");
-  if (!v) return std::nullopt;
-  value_reader r(*v, impl_->path_ + " column family 'meta' key run_id");
-  std::string id = r.str();
-  r.finish();
-  return id;
-}
+std::optional<std::string> catalog::run_id() const { return impl_->read_meta("run_id"); }
 
 std::optional<std::string> catalog::meta(std::string_view name) const {
-  const std::string key(name);
-  const auto v = impl_->read(impl_->meta_, key, "reading " + key);
-  if (!v) return std::nullopt;
-  value_reader r(*v, impl_->path_ + " column family 'meta' key " + key);
-  std::string text = r.str();
-  r.finish();
-  return text;
+  return impl_->read_meta(std::string(name));
 }
 
 void catalog::set_meta(std::string_view name, const std::string& value) {
   LZ_CHECK(name != "run_id" && name != "next_event_seq", "meta name {}", name);
-  const std::string op = fmt::format("set_meta of {}", name);
-  value_writer w;
-  w.str(value);
-  rocksdb::WriteBatch batch;
-  impl_->check(batch.Put(impl_->meta_, std::string(name), w.bytes()), op);
-  impl_->write_synced(batch, op);
+  impl_->put_meta(std::string(name), value, fmt::format("set_meta of {}", name));
 }
 
 const std::string& catalog::path() const { return impl_->path_; }
 
 void catalog::begin_save(int64_t step, const std::string& dir) {
   LZ_CHECK(step >= 0, "step {}", step);
-  const std::string op = fmt::format("begin_save of checkpoint {}", step);
-  value_writer w;
-  w.str(dir);
-  rocksdb::WriteBatch batch;
-  impl_->check(batch.Put(impl_->meta_, inflight_key(step), w.bytes()), op);
-  impl_->write_synced(batch, op);
+  impl_->put_meta(inflight_key(step), dir, fmt::format("begin_save of checkpoint {}", step));
 }
 
 void catalog::abort_save(int64_t step) {
-  const std::string op = fmt::format("abort_save of checkpoint {}", step);
-  rocksdb::WriteBatch batch;
-  impl_->check(batch.Delete(impl_->meta_, inflight_key(step)), op);
-  impl_->write_synced(batch, op);
+  impl_->delete_meta(inflight_key(step), fmt::format("abort_save of checkpoint {}", step));
 }
 
 std::vector<inflight_save> catalog::inflight_saves() const {
@@ -694,12 +683,8 @@ std::vector<inflight_save> catalog::inflight_saves() const {
 }
 
 void catalog::leave_alone(const std::string& dir, const std::string& reason) {
-  const std::string op = fmt::format("leave_alone of {}", dir);
-  value_writer w;
-  w.str(reason);
-  rocksdb::WriteBatch batch;
-  impl_->check(batch.Put(impl_->meta_, std::string(k_left_alone_prefix) + dir, w.bytes()), op);
-  impl_->write_synced(batch, op);
+  impl_->put_meta(std::string(k_left_alone_prefix) + dir, reason,
+                  fmt::format("leave_alone of {}", dir));
 }
 
 std::vector<std::pair<std::string, std::string>> catalog::left_alone() const {

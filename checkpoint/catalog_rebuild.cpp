@@ -3,12 +3,12 @@
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <set>
 
+#include "checkpoint/file_io.hpp"
 #include "checkpoint/shard_set.hpp"
 #include "config/json_writer.hpp"
 
@@ -24,15 +24,6 @@ int64_t mtime_unix_ms(const fs::path& path) {
   if (ec) return 0;
   const auto sys = std::chrono::file_clock::to_sys(t);
   return std::chrono::duration_cast<std::chrono::milliseconds>(sys.time_since_epoch()).count();
-}
-
-std::string utc_stamp() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y%m%dT%H%M%SZ", &tm);
-  return buf;
 }
 
 // One checkpoint directory read back: a record, or why it is left alone.
@@ -194,7 +185,7 @@ rebuild_report rebuild_catalog(const rebuild_options& options) {
   const auto move_old_aside = [&] {
     if (!catalog::exists(options.state_dir)) return;
     report.old_catalog =
-        (fs::path(options.state_dir) / ("catalog.replaced-" + utc_stamp())).string();
+        (fs::path(options.state_dir) / ("catalog.replaced-" + utc_file_stamp())).string();
     std::error_code move_ec;
     fs::rename(fs::path(options.state_dir) / "catalog", report.old_catalog, move_ec);
     if (move_ec) {

@@ -80,6 +80,14 @@ std::vector<std::string> unrecorded_checkpoint_dirs(const catalog& cat,
   return out;
 }
 
+bool has_checkpoint_dirs(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.path().filename().string().starts_with("step_")) return true;
+  }
+  return false;
+}
+
 void checkpointer::recover() {
   const auto remove_dir = [this](const std::string& name) {
     const fs::path dir = fs::path(options_.root_dir) / name;

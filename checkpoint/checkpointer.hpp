@@ -62,6 +62,9 @@ std::string checkpoint_dir_name(int64_t step);
 // another run's files): a run refuses to start rather than train over them.
 std::vector<std::string> unrecorded_checkpoint_dirs(const catalog& cat, const std::string& root_dir);
 
+// Whether `dir` holds any step_* entry (false when it cannot be listed).
+bool has_checkpoint_dirs(const std::string& dir);
+
 class checkpointer {
 public:
   checkpointer(catalog& cat, const checkpointer_options& options,

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 
 #include <fcntl.h>
@@ -19,6 +20,15 @@ void fsync_directory(const std::string& dir) {
   const int err = errno;
   ::close(fd);
   if (rc != 0) LZ_THROW(io_error, "fsync of directory '{}' failed: {}", dir, std::strerror(err));
+}
+
+std::string utc_file_stamp() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
 }
 
 void require_free_space(const std::string& path, uint64_t bytes, std::string_view what) {

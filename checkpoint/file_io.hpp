@@ -25,4 +25,7 @@ void write_file_durably(const std::string& path, std::initializer_list<byte_span
 void require_free_space(const std::string& path, uint64_t bytes, std::string_view what);
 void fsync_directory(const std::string& dir);
 
+// The current UTC time for a file name: "20261124T153000Z".
+std::string utc_file_stamp();
+
 }  // namespace lz::checkpoint

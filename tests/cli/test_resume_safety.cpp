@@ -66,6 +66,15 @@ std::string ls_json(const std::string& dir) {
   return run_lazarus("ckpt ls --json " + dir, dir + "-cmd").output;
 }
 
+// Continues the 10-step run in `dir` to 20 steps: it must restart from its step 10 and end
+// with the weights of an uninterrupted 20-step run.
+void expect_resumes_from_10_to_the_reference(const std::string& dir) {
+  const auto resumed = run_lazarus(run_args(dir, 20), dir + "-cmd");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(json_field(read_file(dir + "/summary.json"), "resumed_from_step"), "10");
+  EXPECT_EQ(sha_of(dir), reference_sha(20));
+}
+
 TEST(resume_safety, a_lost_catalog_current_file_is_refused_then_rebuilt) {
   const std::string dir = finished_run("safety-lost-current");
   fs::remove(dir + "/catalog/CURRENT");
@@ -80,10 +89,7 @@ TEST(resume_safety, a_lost_catalog_current_file_is_refused_then_rebuilt) {
   const auto rebuilt = run_lazarus("ckpt rebuild-catalog " + dir, dir + "-cmd");
   ASSERT_EQ(rebuilt.exit_code, 0) << rebuilt.output;
   EXPECT_TRUE(contains(rebuilt.output, "step 10: 1 shard(s), verified, added")) << rebuilt.output;
-  const auto resumed = run_lazarus(run_args(dir, 20), dir + "-cmd");
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  EXPECT_EQ(json_field(read_file(dir + "/summary.json"), "resumed_from_step"), "10");
-  EXPECT_EQ(sha_of(dir), reference_sha(20));
+  expect_resumes_from_10_to_the_reference(dir);
 }
 
 TEST(resume_safety, a_deleted_catalog_is_refused_then_rebuilt) {
@@ -96,10 +102,7 @@ TEST(resume_safety, a_deleted_catalog_is_refused_then_rebuilt) {
   EXPECT_TRUE(contains(r.output, "rebuild-catalog")) << r.output;
   EXPECT_EQ(tree_snapshot(dir), before) << "a refused run changed files";
   ASSERT_EQ(run_lazarus("ckpt rebuild-catalog " + dir, dir + "-cmd").exit_code, 0);
-  const auto resumed = run_lazarus(run_args(dir, 20), dir + "-cmd");
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  EXPECT_EQ(json_field(read_file(dir + "/summary.json"), "resumed_from_step"), "10");
-  EXPECT_EQ(sha_of(dir), reference_sha(20));
+  expect_resumes_from_10_to_the_reference(dir);
 }
 
 TEST(resume_safety, a_deleted_write_ahead_log_loses_no_checkpoint) {
@@ -109,10 +112,7 @@ TEST(resume_safety, a_deleted_write_ahead_log_loses_no_checkpoint) {
     if (e.path().extension() == ".log") removed += fs::remove(e.path()) ? 1 : 0;
   }
   ASSERT_GT(removed, 0);
-  const auto resumed = run_lazarus(run_args(dir, 20), dir + "-cmd");
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  EXPECT_EQ(json_field(read_file(dir + "/summary.json"), "resumed_from_step"), "10");
-  EXPECT_EQ(sha_of(dir), reference_sha(20));
+  expect_resumes_from_10_to_the_reference(dir);
 }
 
 TEST(resume_safety, ckpt_commands_find_a_checkpoint_dir_without_a_flag) {
@@ -156,10 +156,7 @@ TEST(resume_safety, an_unreadable_checkpoint_is_reported_but_never_marked_corrup
   fs::rename(dir + "/checkpoints.away", dir + "/checkpoints");
   const auto again = run_lazarus("ckpt verify " + dir, dir + "-cmd");
   EXPECT_EQ(again.exit_code, 0) << again.output;
-  const auto resumed = run_lazarus(run_args(dir, 20), dir + "-cmd");
-  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  EXPECT_EQ(json_field(read_file(dir + "/summary.json"), "resumed_from_step"), "10");
-  EXPECT_EQ(sha_of(dir), reference_sha(20));
+  expect_resumes_from_10_to_the_reference(dir);
 }
 
 TEST(resume_safety, start_over_moves_the_old_run_aside_and_deletes_nothing) {
