@@ -122,18 +122,20 @@ int ckpt_ls(const ckpt_command_options& o) {
 }
 
 int ckpt_verify(const ckpt_command_options& o) {
-  // Verify records what it finds; on a read-only state dir it still checks, and says that
-  // nothing was recorded.
+  // Verify records what it finds; on a read-only state dir, or beside the live run that
+  // holds the catalog, it still checks, and says that nothing was recorded.
   std::unique_ptr<checkpoint::catalog> cat;
   bool record = true;
   try {
     cat = open_catalog(o, checkpoint::catalog_access::read_write);
   } catch (const lz::io_error& e) {
-    if (std::string(e.what()).find("read-only") == std::string::npos) throw;
+    const std::string what = e.what();
+    const bool read_only = what.find("read-only") != std::string::npos;
+    if (!read_only && what.find("another process holds") == std::string::npos) throw;
     cat = open_catalog(o);
     record = false;
-    std::fprintf(stderr, "lazarus: the state dir is read-only: checking without recording the "
-                 "results in the catalog\n");
+    std::fprintf(stderr, "lazarus: %s: checking without recording the results in the catalog\n",
+                 read_only ? "the state dir is read-only" : "a run holds the catalog");
   }
   const std::string root = root_of(o, *cat);
   std::vector<checkpoint_record> todo;

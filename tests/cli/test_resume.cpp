@@ -60,9 +60,15 @@ TEST_P(killed_run, resumes_to_the_weights_of_an_uninterrupted_run) {
   const auto killed = run_lazarus(run_args(dir), dir, std::string("LAZARUS_FAULT=") + c.fault);
   ASSERT_EQ(killed.exit_code, k_killed) << "the fault did not fire:\n" << killed.output;
   EXPECT_FALSE(std::filesystem::exists(dir + "/summary.json"));
+  // the killed attempt's log lines were flushed as they were written
+  const std::string killed_log = read_file(dir + "/run.log");
+  EXPECT_NE(killed_log.find("==== lazarus run starts"), std::string::npos) << killed_log;
+  EXPECT_NE(killed_log.find("model: "), std::string::npos) << killed_log;
 
   const auto resumed = run_lazarus(run_args(dir), dir);
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(read_file(dir + "/run.log").rfind(killed_log, 0), 0u)
+      << "the resumed run did not append to run.log";
   const std::string summary = read_file(dir + "/summary.json");
   const std::string from = json_field(summary, "resumed_from_step");
   std::vector<std::string> allowed;

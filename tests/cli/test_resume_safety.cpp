@@ -288,6 +288,12 @@ TEST(resume_safety, a_second_run_on_a_live_state_dir_changes_nothing) {
   EXPECT_TRUE(contains(second.output, "another process holds")) << second.output;
   EXPECT_EQ(read_file(dir + "/spec.toml"), spec_before);
   EXPECT_TRUE(contains(read_file(dir + "/run.log"), "==== lazarus run starts"));
+  // the read commands work beside the live run
+  const auto ls = run_lazarus("ckpt ls " + dir, dir + "-cmd");
+  EXPECT_EQ(ls.exit_code, 0) << ls.output;
+  const auto verify = run_lazarus("ckpt verify " + dir, dir + "-cmd");
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;
+  EXPECT_TRUE(contains(verify.output, "a run holds the catalog")) << verify.output;
   ::kill(first, SIGTERM);
   int status = 0;
   ::waitpid(first, &status, 0);
