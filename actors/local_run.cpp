@@ -31,6 +31,7 @@
 #include "engine/dataset.hpp"
 #include "engine/digest.hpp"
 #include "engine/gpt2.hpp"
+#include "engine/inproc_communicator.hpp"
 #include "engine/memory_estimate.hpp"
 #include "engine/optimizer.hpp"
 #include "engine/sample.hpp"
@@ -241,9 +242,12 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
             model.config().padded_vocab_size, backend->name(), backend->threads());
   const engine::lr_schedule schedule{spec.optimizer.lr, spec.optimizer.min_lr_ratio,
                                      spec.optimizer.warmup_steps, spec.run.steps};
+  engine::inproc_world world(1, 0, std::chrono::minutes(10));
+  const auto comm = world.connect(0);
   engine::train_step stepper(model, optimizer, batcher, schedule,
-                             {.seq_len = T, .micro_batch = B, .slots = slots, .slot_begin = 0,
-                              .slot_end = slots, .grad_clip = spec.optimizer.grad_clip});
+                             {.seq_len = T, .micro_batch = B, .slots = slots,
+                              .grad_clip = spec.optimizer.grad_clip},
+                             *comm);
   const std::string ckpt_root = state.checkpoint_root();
   checkpoint::checkpointer ckpt(
       state.catalog(),
@@ -299,6 +303,11 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
   for (int64_t step = start_step; step < spec.run.steps; step++) {
     const auto t0 = clock_type::now();
     const engine::step_result r = stepper.run(step);
+    if (r.discarded) {
+      if (snapshot_open) ckpt.abandon_snapshot();
+      LZ_THROW(lz::error, "{}: the step is discarded and the run stops; lower optimizer.lr or "
+               "raise optimizer.warmup_steps, then run the same command to resume", r.why);
+    }
     if (snapshot_open) {
       ckpt.end_snapshot();
       snapshot_open = false;

@@ -33,6 +33,7 @@
 #include "engine/optimizer.hpp"
 #include "engine/rng.hpp"
 #include "engine/token_shard.hpp"
+#include "engine/inproc_communicator.hpp"
 #include "engine/train_step.hpp"
 
 namespace {
@@ -221,7 +222,11 @@ int main(int argc, char** argv) {
   const lz::engine::token_dataset data({dir + "/tokens.bin"}, 50257);
   lz::engine::train_batcher batcher(data, 3, 64, 1, 4);
   lz::engine::adamw_optimizer opt(model.layout(), 0, P, {0.9, 0.95, 1e-8, 0.1});
-  lz::engine::train_step step(model, opt, batcher, {1e-4, 0.1, 0, 100}, {64, 4, 1, 0, 1, 1.0});
+  lz::engine::inproc_world world(1, 0, std::chrono::minutes(10));
+  const auto comm = world.connect(0);
+  lz::engine::train_step step(model, opt, batcher, {1e-4, 0.1, 0, 100},
+                              {.seq_len = 64, .micro_batch = 4, .slots = 1, .grad_clip = 1.0},
+                              *comm);
   auto cat = lz::checkpoint::catalog::create(dir + "/state", "bench");
   auto log = std::make_shared<spdlog::logger>("bench", std::make_shared<spdlog::sinks::null_sink_mt>());
   lz::checkpoint::checkpointer ckpt(*cat, {dir + "/state/checkpoints", {2, 0}, true, false}, log);

@@ -24,6 +24,7 @@
 #include "engine/optimizer.hpp"
 #include "engine/rng.hpp"
 #include "engine/token_shard.hpp"
+#include "engine/inproc_communicator.hpp"
 #include "engine/train_step.hpp"
 #include "kernels/cpu/matmul.hpp"
 
@@ -93,8 +94,12 @@ bench_result run_config(const bench_config& cfg, int steps, int threads,
   const lz::engine::token_dataset data({shard}, cfg.model.vocab_size);
   lz::engine::train_batcher batcher(data, 3, cfg.T, 1, cfg.B);
   lz::engine::adamw_optimizer opt(model.layout(), 0, model.num_params(), {0.9, 0.95, 1e-8, 0.1});
+  lz::engine::inproc_world world(1, 0, std::chrono::minutes(10));
+  const auto comm = world.connect(0);
   lz::engine::train_step step(model, opt, batcher, {1e-4, 0.1, 0, steps + 2},
-                              {cfg.T, cfg.B, 1, 0, 1, 1.0});
+                              {.seq_len = cfg.T, .micro_batch = cfg.B, .slots = 1,
+                               .grad_clip = 1.0},
+                              *comm);
   bench_result r;
   r.params = model.num_params();
   std::vector<double> times;

@@ -24,6 +24,13 @@ gpt2::gpt2(const gpt2_config& cfg, kernels::backend& backend)
   g_ = layout_.views(grads_.data());
 }
 
+void gpt2::swap_grads(aligned_buffer& other) {
+  LZ_CHECK(other.size() == grads_.size(), "gradient buffer of {} floats, the model has {}",
+           other.size(), grads_.size());
+  std::swap(grads_, other);
+  g_ = layout_.views(grads_.data());
+}
+
 void gpt2::init_random(uint64_t seed) {
   splitmix64 rng(seed);
   const float std_base = 0.02f;

@@ -40,6 +40,9 @@ public:
   // 1 / (tokens in the global batch) for a mean. Parameter gradients accumulate (+=).
   void backward(float dloss);
   void zero_grad() { grads_.zero(); }
+  // Exchanges the gradient buffer with `other` (num_params() floats): the exact reduction
+  // keeps each slot's gradient without copying it.
+  void swap_grads(aligned_buffer& other);
 
   // (B, T, Vp) probabilities of the last forward; padded columns are 0.
   const float* probs() const { return acts_.logits; }

@@ -1,0 +1,224 @@
+// The world-aware step: the slot tree, the in-process communicator, and the headline: the
+// same weights, bit for bit, on 1, 2, 3 and 4 ranks with the exact reduction.
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "engine/dataset.hpp"
+#include "engine/digest.hpp"
+#include "engine/gpt2.hpp"
+#include "engine/inproc_communicator.hpp"
+#include "engine/optimizer.hpp"
+#include "engine/rng.hpp"
+#include "engine/slot_tree.hpp"
+#include "engine/token_shard.hpp"
+#include "engine/train_step.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace {
+
+using namespace lz::engine;
+
+TEST(slot_tree, maximal_subtrees_of_every_range_partition_it_and_sum_like_the_whole) {
+  for (int64_t slots = 1; slots <= 13; slots++) {
+    // the sum of slot values up the tree, from one rank holding everything
+    std::vector<double> leaf(static_cast<size_t>(slots));
+    for (int64_t i = 0; i < slots; i++) leaf[static_cast<size_t>(i)] = 1.0 / (3.0 + static_cast<double>(i));
+    const auto whole_parts = maximal_subtrees(slots, 0, slots);
+    ASSERT_EQ(whole_parts.size(), 1u);
+    for (int world = 1; world <= 5; world++) {
+      std::vector<std::pair<slot_node, double>> parts;
+      int64_t next = 0;
+      for (int r = 0; r < world; r++) {
+        const slot_node mine = slot_range(slots, world, r);
+        subtree_builder<double> b(slots, mine.begin, mine.end,
+                                  [](double& l, double&& rr) { l += rr; });
+        for (int64_t s = mine.begin; s < mine.end; s++) b.push(s, leaf[static_cast<size_t>(s)]);
+        const auto values = b.take();
+        ASSERT_EQ(values.size(), b.subtrees().size()) << slots << " slots, rank " << r;
+        for (size_t k = 0; k < values.size(); k++) {
+          EXPECT_EQ(b.subtrees()[k].begin, next);  // in slot order, no gap, no overlap
+          next = b.subtrees()[k].end;
+          parts.emplace_back(b.subtrees()[k], values[k]);
+        }
+      }
+      EXPECT_EQ(next, slots);
+      const double sum = tree_sum<double>(
+          slots,
+          [&](slot_node n) -> const double* {
+            for (const auto& [node, v] : parts)
+              if (node == n) return &v;
+            return nullptr;
+          },
+          [](const double& a, const double& b) { return a + b; });
+      const double one_rank = tree_sum<double>(
+          slots,
+          [&](slot_node n) -> const double* {
+            return n.end - n.begin == 1 ? &leaf[static_cast<size_t>(n.begin)] : nullptr;
+          },
+          [](const double& a, const double& b) { return a + b; });
+      EXPECT_EQ(sum, one_rank) << slots << " slots on " << world << " ranks";
+    }
+  }
+}
+
+TEST(slot_tree, a_rank_holds_a_logarithmic_number_of_subtrees) {
+  for (int64_t first = 0; first < 64; first++) {
+    for (int64_t last = first; last <= 64; last++) {
+      EXPECT_LE(maximal_subtrees(64, first, last).size(), 12u) << first << " " << last;
+    }
+  }
+}
+
+// Runs `body(rank, comm)` on `world` threads of one in-process world.
+void on_threads(int world, const std::function<void(int, communicator&)>& body,
+                std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+  inproc_world w(world, 7, timeout);
+  std::vector<std::unique_ptr<communicator>> comms;
+  for (int r = 0; r < world; r++) comms.push_back(w.connect(r));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < world; r++) threads.emplace_back([&, r] { body(r, *comms[static_cast<size_t>(r)]); });
+  for (auto& t : threads) t.join();
+}
+
+TEST(inproc_communicator, collectives_move_exactly_what_each_rank_asked_for) {
+  const int world = 3;
+  on_threads(world, [&](int rank, communicator& c) {
+    // all_to_all_v: rank r sends (r + 1) * (d + 1) values of 100 r + d to rank d
+    std::vector<int64_t> send_counts, recv_counts;
+    std::vector<float> send;
+    for (int d = 0; d < world; d++) {
+      send_counts.push_back((rank + 1) * (d + 1));
+      recv_counts.push_back((d + 1) * (rank + 1));
+      for (int64_t i = 0; i < send_counts.back(); i++) send.push_back(static_cast<float>(100 * rank + d));
+    }
+    std::vector<float> recv(static_cast<size_t>(std::accumulate(recv_counts.begin(), recv_counts.end(), int64_t{0})));
+    c.all_to_all_v(send.data(), send_counts, recv.data(), recv_counts);
+    size_t at = 0;
+    for (int s = 0; s < world; s++) {
+      for (int64_t i = 0; i < recv_counts[static_cast<size_t>(s)]; i++) {
+        EXPECT_EQ(recv[at++], static_cast<float>(100 * s + rank)) << "rank " << rank;
+      }
+    }
+    // all_gather_v of uneven pieces, and an all-reduce
+    std::vector<int64_t> counts{1, 0, 3};
+    std::vector<double> all(4, -1.0);
+    for (int64_t i = 0; i < counts[static_cast<size_t>(rank)]; i++) {
+      all[static_cast<size_t>(prefix_offsets(counts)[static_cast<size_t>(rank)] + i)] = rank + 0.5;
+    }
+    c.all_gather_v(all.data(), counts);
+    EXPECT_EQ(all, (std::vector<double>{0.5, 2.5, 2.5, 2.5}));
+    std::vector<float> x(5, static_cast<float>(rank + 1));
+    c.all_reduce_sum(x.data(), 5);
+    EXPECT_EQ(x, std::vector<float>(5, 6.0f));
+  });
+}
+
+TEST(inproc_communicator, a_rank_that_never_arrives_fails_the_others_naming_it) {
+  std::vector<std::string> errors(3);
+  on_threads(3, [&](int rank, communicator& c) {
+    if (rank == 2) return;  // hung: never joins the barrier
+    try {
+      c.barrier();
+    } catch (const comm_error& e) {
+      errors[static_cast<size_t>(rank)] = e.what();
+    }
+  }, std::chrono::milliseconds(200));
+  for (int r = 0; r < 2; r++) {
+    EXPECT_NE(errors[static_cast<size_t>(r)].find("g7"), std::string::npos) << errors[static_cast<size_t>(r)];
+    EXPECT_NE(errors[static_cast<size_t>(r)].find("rank 2"), std::string::npos) << errors[static_cast<size_t>(r)];
+  }
+}
+
+TEST(inproc_communicator, abort_fails_a_waiting_rank_at_once) {
+  inproc_world w(2, 3, std::chrono::minutes(10));  // a timeout no test waits out
+  auto c0 = w.connect(0);
+  std::string error;
+  std::thread waiter([&] {
+    try {
+      c0->barrier();
+    } catch (const comm_error& e) {
+      error = e.what();
+    }
+  });
+  w.abort();
+  waiter.join();
+  EXPECT_NE(error.find("aborted"), std::string::npos) << error;
+  EXPECT_TRUE(c0->errored());
+}
+
+// A model big enough that its flat vector spans several norm chunks (so ranks own ranges).
+gpt2_config small_model() { return {32, 256, 256, 4, 4, 96}; }
+
+// Trains `steps` steps of `slots` slots on `world` ranks; returns the final weights' SHA-256
+// (every rank must hold the same weights).
+std::string train_on(int world, int64_t slots, int steps, reduction mode,
+                     const std::string& shard) {
+  std::vector<std::string> shas(static_cast<size_t>(world));
+  on_threads(world, [&](int rank, communicator& comm) {
+    auto k = lz::kernels::make_cpu_backend(1);
+    gpt2 model(small_model(), *k);
+    model.init_random(5);
+    const token_dataset data({shard}, 256);
+    train_batcher batcher(data, 11, 16, slots, 2);
+    const owned_range mine = owner_range(model.num_params(), world, rank);
+    adamw_optimizer opt(model.layout(), mine.begin, mine.end, {0.9, 0.95, 1e-8, 0.1});
+    train_step step(model, opt, batcher, {3e-3, 0.1, 2, steps},
+                    {.seq_len = 16, .micro_batch = 2, .slots = slots, .grad_clip = 1.0,
+                     .mode = mode},
+                    comm);
+    for (int s = 0; s < steps; s++) {
+      const step_result r = step.run(s);
+      EXPECT_FALSE(r.discarded) << r.why;
+    }
+    shas[static_cast<size_t>(rank)] =
+        sha256_hex(model.params(), static_cast<size_t>(model.num_params()) * sizeof(float));
+  });
+  for (const auto& s : shas) EXPECT_EQ(s, shas.front()) << "ranks disagree on " << world;
+  return shas.front();
+}
+
+class world_step : public ::testing::Test {
+protected:
+  void SetUp() override {
+    splitmix64 rng(9);
+    std::vector<uint16_t> tokens(20000);
+    for (auto& t : tokens) t = static_cast<uint16_t>(rng.below(64) + 32);
+    write_token_shard(shard(), tokens);
+  }
+  std::string shard() const { return dir_.file("tokens.bin"); }
+  lz::test::temp_dir dir_{"lz-world-step"};
+};
+
+TEST_F(world_step, exact_reduction_gives_the_same_weights_on_1_to_4_ranks) {
+  ASSERT_GT(owner_range(gpt2(small_model(), *lz::kernels::make_cpu_backend(1)).num_params(), 4, 3).size(), 0)
+      << "the test model must give every rank a range";
+  for (int64_t slots : {4, 6}) {
+    const std::string one = train_on(1, slots, 8, reduction::exact, shard());
+    EXPECT_NE(one, train_on(1, slots, 0, reduction::exact, shard())) << "training changed nothing";
+    for (int world : {2, 3, 4}) {
+      EXPECT_EQ(train_on(world, slots, 8, reduction::exact, shard()), one)
+          << slots << " slots on " << world << " ranks";
+    }
+  }
+}
+
+TEST_F(world_step, more_ranks_than_slots_still_train_the_same_weights) {
+  const std::string one = train_on(1, 2, 6, reduction::exact, shard());
+  EXPECT_EQ(train_on(3, 2, 6, reduction::exact, shard()), one);
+}
+
+TEST_F(world_step, fast_reduction_agrees_across_its_ranks_and_learns) {
+  const std::string two = train_on(2, 4, 6, reduction::fast, shard());
+  EXPECT_EQ(two.size(), 64u);
+  EXPECT_EQ(train_on(2, 4, 6, reduction::fast, shard()), two) << "run to run at a fixed world";
+}
+
+}  // namespace
