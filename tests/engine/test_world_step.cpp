@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <future>
 #include <memory>
 #include <numeric>
 #include <string>
@@ -13,6 +14,7 @@
 
 #include "engine/dataset.hpp"
 #include "engine/digest.hpp"
+#include "engine/gloo_communicator.hpp"
 #include "engine/gpt2.hpp"
 #include "engine/inproc_communicator.hpp"
 #include "engine/optimizer.hpp"
@@ -77,14 +79,24 @@ TEST(slot_tree, a_rank_holds_a_logarithmic_number_of_subtrees) {
   }
 }
 
-// Runs `body(rank, comm)` on `world` threads of one in-process world.
+enum class transport { inproc, gloo };
+
+// Runs `body(rank, comm)` on `world` threads: ranks of one in-process world, or Gloo
+// communicators over TCP on loopback that meet through one memory store.
 void on_threads(int world, const std::function<void(int, communicator&)>& body,
-                std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+                std::chrono::milliseconds timeout = std::chrono::seconds(30),
+                transport kind = transport::inproc) {
   inproc_world w(world, 7, timeout);
-  std::vector<std::unique_ptr<communicator>> comms;
-  for (int r = 0; r < world; r++) comms.push_back(w.connect(r));
+  memory_store store;
   std::vector<std::thread> threads;
-  for (int r = 0; r < world; r++) threads.emplace_back([&, r] { body(r, *comms[static_cast<size_t>(r)]); });
+  for (int r = 0; r < world; r++) {
+    threads.emplace_back([&, r] {
+      const std::unique_ptr<communicator> comm =
+          kind == transport::inproc ? w.connect(r)
+                                    : connect_gloo(store, r, world, 7, {.timeout = timeout});
+      body(r, *comm);
+    });
+  }
   for (auto& t : threads) t.join();
 }
 
@@ -160,7 +172,7 @@ gpt2_config small_model() { return {32, 256, 256, 4, 4, 96}; }
 // Trains `steps` steps of `slots` slots on `world` ranks; returns the final weights' SHA-256
 // (every rank must hold the same weights).
 std::string train_on(int world, int64_t slots, int steps, reduction mode,
-                     const std::string& shard) {
+                     const std::string& shard, transport kind = transport::inproc) {
   std::vector<std::string> shas(static_cast<size_t>(world));
   on_threads(world, [&](int rank, communicator& comm) {
     auto k = lz::kernels::make_cpu_backend(1);
@@ -180,7 +192,7 @@ std::string train_on(int world, int64_t slots, int steps, reduction mode,
     }
     shas[static_cast<size_t>(rank)] =
         sha256_hex(model.params(), static_cast<size_t>(model.num_params()) * sizeof(float));
-  });
+  }, std::chrono::seconds(30), kind);
   for (const auto& s : shas) EXPECT_EQ(s, shas.front()) << "ranks disagree on " << world;
   return shas.front();
 }
@@ -208,6 +220,73 @@ TEST_F(world_step, exact_reduction_gives_the_same_weights_on_1_to_4_ranks) {
           << slots << " slots on " << world << " ranks";
     }
   }
+}
+
+TEST_F(world_step, over_gloo_the_exact_reduction_gives_the_in_process_weights) {
+  for (int64_t slots : {4, 6}) {
+    const std::string one = train_on(1, slots, 8, reduction::exact, shard());
+    for (int world : {2, 3, 4}) {
+      EXPECT_EQ(train_on(world, slots, 8, reduction::exact, shard(), transport::gloo), one)
+          << slots << " slots on " << world << " ranks over Gloo";
+    }
+  }
+}
+
+TEST(gloo_communicator, collectives_match_the_in_process_ones) {
+  for (transport kind : {transport::inproc, transport::gloo}) {
+    on_threads(3, [&](int rank, communicator& c) {
+      std::vector<int64_t> counts{2, 0, 3};
+      std::vector<float> all(5, -1.0f);
+      const int64_t at = prefix_offsets(counts)[static_cast<size_t>(rank)];
+      for (int64_t i = 0; i < counts[static_cast<size_t>(rank)]; i++) all[static_cast<size_t>(at + i)] = static_cast<float>(rank * 10 + i);
+      c.all_gather_v(all.data(), counts);
+      EXPECT_EQ(all, (std::vector<float>{0, 1, 20, 21, 22})) << c.name();
+      std::vector<int64_t> send_counts{1, 1, 1}, recv_counts{1, 1, 1};
+      std::vector<float> send{static_cast<float>(rank), static_cast<float>(rank + 10),
+                              static_cast<float>(rank + 20)};
+      std::vector<float> recv(3);
+      c.all_to_all_v(send.data(), send_counts, recv.data(), recv_counts);
+      EXPECT_EQ(recv, (std::vector<float>{static_cast<float>(10 * rank), static_cast<float>(1 + 10 * rank),
+                                          static_cast<float>(2 + 10 * rank)})) << c.name();
+    }, std::chrono::seconds(30), kind);
+  }
+}
+
+TEST(gloo_communicator, a_peer_that_leaves_fails_the_collective_at_once) {
+  std::string error;
+  on_threads(2, [&](int rank, communicator& c) {
+    if (rank == 1) return;  // its sockets close as it leaves, like a killed process's
+    try {
+      c.barrier();
+      std::vector<float> x(4, 1.0f);
+      c.all_reduce_sum(x.data(), 4);
+    } catch (const comm_error& e) {
+      error = e.what();
+    }
+  }, std::chrono::seconds(60), transport::gloo);  // far longer than the test may take
+  EXPECT_NE(error.find("g7 rank 0 of 2"), std::string::npos) << error;
+}
+
+TEST(gloo_communicator, a_hung_peer_fails_the_collective_after_the_timeout) {
+  std::string error;
+  std::promise<void> failed;
+  auto released = failed.get_future();
+  on_threads(2, [&](int rank, communicator& c) {
+    if (rank == 1) {  // alive, connected, but never joins: a hung rank
+      released.wait_for(std::chrono::seconds(30));
+      return;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      c.barrier();
+    } catch (const comm_error& e) {
+      error = e.what();
+    }
+    const auto waited = std::chrono::steady_clock::now() - t0;
+    EXPECT_GE(waited, std::chrono::milliseconds(400)) << "failed before the timeout";
+    failed.set_value();
+  }, std::chrono::milliseconds(400), transport::gloo);
+  EXPECT_NE(error.find("g7 rank 0 of 2: barrier failed"), std::string::npos) << error;
 }
 
 TEST_F(world_step, more_ranks_than_slots_still_train_the_same_weights) {

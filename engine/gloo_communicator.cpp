@@ -1,0 +1,166 @@
+// gloo_communicator.cpp: the communicator over Gloo (see gloo_communicator.hpp).
+#include "engine/gloo_communicator.hpp"
+
+#include <atomic>
+#include <exception>
+#include <vector>
+
+#include <gloo/allgatherv.h>
+#include <gloo/allreduce.h>
+#include <gloo/alltoallv.h>
+#include <gloo/barrier.h>
+#include <gloo/math.h>
+#include <gloo/rendezvous/context.h>
+#include <gloo/rendezvous/store.h>
+#include <gloo/transport/tcp/device.h>
+
+namespace lz::engine {
+
+namespace {
+
+// Gloo's store interface over ours, every key under the generation's prefix, every wait
+// bounded (Gloo's base class would ignore the timeout).
+class store_adapter final : public gloo::rendezvous::Store {
+public:
+  store_adapter(rendezvous_store& store, std::string prefix, std::chrono::milliseconds timeout)
+    : store_(store), prefix_(std::move(prefix)), timeout_(timeout) {}
+
+  void set(const std::string& key, const std::vector<char>& data) override {
+    store_.set(prefix_ + key, data);
+  }
+  std::vector<char> get(const std::string& key) override {
+    return store_.get(prefix_ + key, timeout_);
+  }
+  void wait(const std::vector<std::string>& keys) override { wait(keys, timeout_); }
+  void wait(const std::vector<std::string>& keys,
+            const std::chrono::milliseconds& timeout) override {
+    for (const auto& k : keys) store_.get(prefix_ + k, timeout);
+  }
+
+private:
+  rendezvous_store& store_;
+  std::string prefix_;
+  std::chrono::milliseconds timeout_;
+};
+
+class gloo_communicator final : public communicator {
+public:
+  gloo_communicator(std::shared_ptr<gloo::rendezvous::Context> context, int64_t generation,
+                    std::chrono::milliseconds timeout)
+    : context_(std::move(context)), generation_(generation), timeout_(timeout) {}
+
+  int rank() const override { return context_->rank; }
+  int world_size() const override { return context_->size; }
+  int64_t generation() const override { return generation_; }
+  const char* name() const override { return "gloo"; }
+
+  void all_to_all_v(const float* send, const std::vector<int64_t>& send_counts, float* recv,
+                    const std::vector<int64_t>& recv_counts) override {
+    guard("all_to_all_v", [&] {
+      float dummy = 0.0f;  // Gloo wants a buffer even when nothing is sent or received
+      gloo::AlltoallvOptions opts(context_);
+      opts.setInput(send != nullptr ? const_cast<float*>(send) : &dummy, send_counts);
+      opts.setOutput(recv != nullptr ? recv : &dummy, recv_counts);
+      opts.setTag(next_tag());
+      opts.setTimeout(timeout_);
+      gloo::alltoallv(opts);
+    });
+  }
+
+  void all_gather_v(float* buffer, const std::vector<int64_t>& counts) override {
+    gather(buffer, counts);
+  }
+  void all_gather_v(double* buffer, const std::vector<int64_t>& counts) override {
+    gather(buffer, counts);
+  }
+
+  void all_reduce_sum(float* data, int64_t count) override {
+    guard("all_reduce_sum", [&] {
+      gloo::AllreduceOptions opts(context_);
+      opts.setOutput(data, static_cast<size_t>(count));
+      opts.setReduceFunction(
+          static_cast<void (*)(void*, const void*, const void*, size_t)>(&gloo::sum<float>));
+      opts.setTag(next_tag());
+      opts.setTimeout(timeout_);
+      gloo::allreduce(opts);
+    });
+  }
+
+  void barrier() override {
+    guard("barrier", [&] {
+      gloo::BarrierOptions opts(context_);
+      opts.setTag(next_tag());
+      opts.setTimeout(timeout_);
+      gloo::barrier(opts);
+    });
+  }
+
+  void abort() override {
+    errored_ = true;
+    context_->closeConnections();  // a waiting collective fails on every rank
+  }
+  bool errored() const override { return errored_; }
+
+private:
+  template <class T>
+  void gather(T* buffer, const std::vector<int64_t>& counts) {
+    guard("all_gather_v", [&] {
+      const std::vector<int64_t> at = prefix_offsets(counts);
+      const auto me = static_cast<size_t>(rank());
+      std::vector<T> mine(buffer + at[me], buffer + at[me + 1]);  // Gloo's input may not alias
+      T dummy{};
+      std::vector<size_t> elements(counts.begin(), counts.end());
+      gloo::AllgathervOptions opts(context_);
+      opts.setInput(mine.empty() ? &dummy : mine.data(), mine.size());
+      opts.setOutput(buffer, elements);
+      opts.setTag(next_tag());
+      opts.setTimeout(timeout_);
+      gloo::allgatherv(opts);
+    });
+  }
+
+  uint32_t next_tag() { return tag_++; }
+
+  template <class F>
+  void guard(const char* op, F&& f) {
+    if (errored_) {
+      LZ_THROW(comm_error, "g{} rank {}: {}: the communicator failed earlier; the world must "
+               "move to a new generation", generation_, rank(), op);
+    }
+    try {
+      f();
+    } catch (const std::exception& e) {  // gloo::IoException, gloo::EnforceNotMet
+      errored_ = true;
+      LZ_THROW(comm_error, "g{} rank {} of {}: {} failed: {}", generation_, rank(), world_size(),
+               op, e.what());
+    }
+  }
+
+  std::shared_ptr<gloo::rendezvous::Context> context_;
+  int64_t generation_;
+  std::chrono::milliseconds timeout_;
+  uint32_t tag_ = 1;
+  std::atomic<bool> errored_{false};
+};
+
+}  // namespace
+
+std::unique_ptr<communicator> connect_gloo(rendezvous_store& store, int rank, int world,
+                                           int64_t generation, const gloo_options& options) {
+  LZ_CHECK(world >= 1 && rank >= 0 && rank < world, "rank {} of {}", rank, world);
+  try {
+    gloo::transport::tcp::attr attr;
+    attr.hostname = options.host;
+    auto device = gloo::transport::tcp::CreateDevice(attr);
+    auto context = std::make_shared<gloo::rendezvous::Context>(rank, world);
+    context->setTimeout(options.timeout);
+    store_adapter adapter(store, fmt::format("g{}/", generation), options.timeout);
+    context->connectFullMesh(adapter, device);
+    return std::make_unique<gloo_communicator>(std::move(context), generation, options.timeout);
+  } catch (const std::exception& e) {  // Gloo's exceptions, or the store's timeout
+    LZ_THROW(comm_error, "g{} rank {} of {}: connecting over Gloo (TCP, {}) failed: {}",
+             generation, rank, world, options.host, e.what());
+  }
+}
+
+}  // namespace lz::engine
