@@ -14,7 +14,7 @@
 #include "actors/run_state.hpp"
 #include "checkpoint/catalog.hpp"
 #include "checkpoint/catalog_rebuild.hpp"
-#include "checkpoint/checkpointer.hpp"
+#include "checkpoint/committer.hpp"
 #include "checkpoint/restore.hpp"
 #include "checkpoint/llmc_format.hpp"
 #include "checkpoint/shard_set.hpp"

@@ -8,7 +8,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <csignal>
 #include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
 
 #include <unistd.h>
 
@@ -19,10 +23,11 @@
 
 #include "actors/model_descriptor.hpp"
 #include "actors/run_files.hpp"
+#include "actors/rank_session.hpp"
 #include "actors/run_state.hpp"
 #include "actors/stop_signal.hpp"
 #include "checkpoint/catalog.hpp"
-#include "checkpoint/checkpointer.hpp"
+#include "checkpoint/committer.hpp"
 #include "checkpoint/fault_hook.hpp"
 #include "checkpoint/restore.hpp"
 #include "checkpoint/file_io.hpp"
@@ -31,6 +36,7 @@
 #include "engine/dataset.hpp"
 #include "engine/digest.hpp"
 #include "engine/gpt2.hpp"
+#include "engine/gloo_communicator.hpp"
 #include "engine/inproc_communicator.hpp"
 #include "engine/memory_estimate.hpp"
 #include "engine/optimizer.hpp"
@@ -89,23 +95,6 @@ void attach_log_file(run_logger& l, const std::string& path) {
   l.early.reset();
 }
 
-// Loads an llm.c model into `model`, whose shape the spec fixed; a mismatch names the keys.
-void load_init_from(engine::gpt2& model, const std::string& path) {
-  const checkpoint::llmc_model m = checkpoint::read_llmc_model(path);
-  const engine::gpt2_config want = model.config();
-  const engine::gpt2_config got = gpt2_config_of(m.header);
-  if (!(got == want)) {
-    LZ_THROW(spec_error,
-             "model.init_from = '{}' has shape maxT {} V {} Vp {} L {} NH {} C {}, but the spec "
-             "says maxT {} V {} Vp {} L {} NH {} C {}: set model.max_seq_len, vocab_size, "
-             "padded_vocab_size, layers, heads and channels to the file's values",
-             path, got.max_seq_len, got.vocab_size, got.padded_vocab_size, got.layers, got.heads,
-             got.channels, want.max_seq_len, want.vocab_size, want.padded_vocab_size,
-             want.layers, want.heads, want.channels);
-  }
-  std::copy(m.params.begin(), m.params.end(), model.params());
-}
-
 // Opens metrics.jsonl for appending after keeping only the lines of steps <= start_step
 // (a resumed run replays the steps after its checkpoint); loss_at_start gets the loss of
 // step start_step when that line exists. Lines that do not read as a step after the one
@@ -161,6 +150,133 @@ void write_text_file(const std::string& path, const std::string& text) {
   checkpoint::write_file_durably(path, {{text.data(), text.size()}});
 }
 
+// What the ranks' loops share. Rank 0 alone writes metrics, evaluates, logs progress and
+// reports where the run stopped; every rank saves its part of each checkpoint.
+struct run_context {
+  const config::run_spec& spec;
+  const engine::token_dataset& val;
+  spdlog::logger& log;
+  std::ofstream& metrics;
+  bool tty = false;
+  int64_t start_step = 0;
+  // written by rank 0
+  double train_seconds = 0.0;
+  int64_t train_tokens = 0;
+  double final_loss = NAN;
+  double val_loss = NAN;
+  int64_t stopped_after = -1;  // the step the run stopped after, when a signal stopped it
+  int stop_signal = 0;
+};
+
+// One rank's training loop, on its own thread.
+void rank_loop(rank_session& session, run_context& ctx) {
+  session.backend().use_in_this_thread();
+  const config::run_spec& spec = ctx.spec;
+  const bool lead = session.rank() == 0;
+  const int64_t B = spec.data.micro_batch, T = spec.data.seq_len;
+  const int64_t log_every = std::max<int64_t>(1, spec.run.steps / 20);
+  for (int64_t step = ctx.start_step; step < spec.run.steps; step++) {
+    const auto t0 = clock_type::now();
+    const engine::step_result r = session.step(step);
+    if (r.discarded) {  // every rank sees the same loss and norm, so every rank stops here
+      LZ_THROW(lz::error, "{}: the step is discarded and the run stops; lower optimizer.lr or "
+               "raise optimizer.warmup_steps, then run the same command to resume", r.why);
+    }
+    const bool last = step + 1 == spec.run.steps;
+    if (lead) {
+      const double step_s = seconds_since(t0);
+      ctx.train_seconds += step_s;
+      ctx.train_tokens += r.tokens;
+      const bool evaluate = last || (spec.run.val_every_steps > 0 &&
+                                     (step + 1) % spec.run.val_every_steps == 0);
+      config::json_object line;
+      line.add("step", step + 1).add("loss", r.loss).add("lr", r.lr)
+          .add("grad_norm", r.grad_norm).add("step_ms", step_s * 1e3)
+          .add("tokens_per_s", static_cast<double>(r.tokens) / step_s)
+          .add("generation", int64_t{0}).add("world_size", int64_t{session.world_size()});
+      if (evaluate) {
+        // a stop signal ends the evaluation at a batch boundary; the step stops below
+        const auto stop = [step] {
+          checkpoint::fault_point("eval.batch", step + 1);
+          return stop_signal() != 0;
+        };
+        ctx.val_loss = engine::evaluate(session.model(), ctx.val, spec.run.val_batches, B, T,
+                                        stop).value_or(NAN);
+        if (!std::isnan(ctx.val_loss)) line.add("val_loss", ctx.val_loss);
+      }
+      ctx.metrics << line.str() << '\n';
+      ctx.metrics.flush();
+      ctx.final_loss = r.loss;
+      const double tok_s = static_cast<double>(ctx.train_tokens) / ctx.train_seconds;
+      const double eta = ctx.train_seconds / static_cast<double>(step + 1 - ctx.start_step) *
+                         static_cast<double>(spec.run.steps - step - 1);
+      if (ctx.tty) {
+        std::fprintf(stderr, "\rstep %lld/%lld | loss %.4f | %.1fk tok/s | ETA %s   ",
+                     static_cast<long long>(step + 1), static_cast<long long>(spec.run.steps),
+                     r.loss, tok_s / 1e3, format_duration(eta).c_str());
+        if (last) std::fprintf(stderr, "\n");
+      }
+      if (evaluate && !std::isnan(ctx.val_loss)) {
+        if (ctx.tty) std::fprintf(stderr, "\n");
+        ctx.log.info("g0 step {}: loss {:.4f} val_loss {:.4f} lr {:.3e} grad_norm {:.3f}",
+                     step + 1, r.loss, ctx.val_loss, r.lr, r.grad_norm);
+      } else if (!ctx.tty && (step + 1) % log_every == 0) {
+        ctx.log.info("g0 step {}/{}: loss {:.4f} {:.0f} tok/s ETA {}", step + 1,
+                     spec.run.steps, r.loss, tok_s, format_duration(eta));
+      }
+      checkpoint::fault_point("train.after_step", step + 1);
+    }
+    bool saved = false;
+    if (spec.checkpoint.every_steps > 0 && (step + 1) % spec.checkpoint.every_steps == 0) {
+      session.save_after(step + 1, last);
+      saved = true;
+    }
+    if (last) break;
+    if (session.any_rank_stops(stop_signal() != 0)) {
+      session.finish_open_snapshot();  // no update will fill it: a copy does
+      if (spec.checkpoint.every_steps > 0 && !saved) session.save_after(step + 1, true);
+      session.wait_checkpoint_idle();
+      if (lead) {
+        ctx.stopped_after = step + 1;
+        ctx.stop_signal = stop_signal() != 0 ? stop_signal() : SIGTERM;
+      }
+      return;
+    }
+  }
+  session.wait_checkpoint_idle();
+}
+
+// The communicators of a world of `ranks` threads of this process.
+std::vector<std::unique_ptr<engine::communicator>> connect_world(
+    const config::run_spec& spec, std::unique_ptr<engine::inproc_world>& inproc,
+    engine::memory_store& store) {
+  const int world = static_cast<int>(spec.parallel.ranks);
+  const auto timeout = std::chrono::minutes(10);  // a stuck rank ends the run, never hangs it
+  std::vector<std::unique_ptr<engine::communicator>> comms(static_cast<size_t>(world));
+  if (spec.parallel.communicator == "inproc" || world == 1) {
+    inproc = std::make_unique<engine::inproc_world>(world, 0, timeout);
+    for (int r = 0; r < world; r++) comms[static_cast<size_t>(r)] = inproc->connect(r);
+    return comms;
+  }
+  std::vector<std::thread> threads;
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(world));
+  for (int r = 0; r < world; r++) {
+    threads.emplace_back([&, r] {
+      try {
+        comms[static_cast<size_t>(r)] =
+            engine::connect_gloo(store, r, world, 0, {.host = "127.0.0.1", .timeout = timeout});
+      } catch (...) {
+        errors[static_cast<size_t>(r)] = std::current_exception();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+  return comms;
+}
+
 }  // namespace
 
 local_run_result run_local(const config::run_spec& spec, const local_run_options& options) {
@@ -168,11 +284,14 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
   auto& log = logger.log;
   std::printf("%s\n", config::format_spec_table(spec).c_str());
   std::fflush(stdout);
+  const int world = static_cast<int>(spec.parallel.ranks);
 
-  // 1. Checks that need no state dir: memory, data, the model.
-  engine::require_memory_fits(spec, engine::physical_memory_bytes());
-  const int64_t V = spec.model.vocab_size;
-  const int64_t T = spec.data.seq_len, B = spec.data.micro_batch, slots = spec.data.slots;
+  // 1. Checks that need no state dir: memory (every rank of this process holds a model),
+  // data, cores.
+  if (const uint64_t memory = engine::physical_memory_bytes(); memory > 0) {
+    engine::require_memory_fits(spec, memory / static_cast<uint64_t>(world));
+  }
+  const int64_t V = spec.model.vocab_size, T = spec.data.seq_len;
   const auto train = engine::token_dataset::from_glob(spec.data.train_shards, V);
   const auto val = engine::token_dataset::from_glob(spec.data.val_shards, V);
   if (val.num_windows(T) < 1) {
@@ -181,36 +300,54 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
              "split (lazarus data prepare --val-fraction) or lower data.seq_len",
              spec.data.val_shards, val.num_tokens(), T + 1);
   }
-  engine::train_batcher batcher(train, spec.run.seed, T, slots, B);
-  log->info("data: {} train tokens in {} shard(s), {} validation tokens; {} windows of {} "
-            "tokens per epoch, {} tokens per step ({:.2f} epochs in {} steps)",
-            train.num_tokens(), train.paths().size(), val.num_tokens(),
-            batcher.plan().windows_per_epoch(), T, slots * B * T,
-            batcher.plan().epoch_of(spec.run.steps), spec.run.steps);
-  if (spec.parallel.ranks > 1) {
-    log->info("parallel.ranks = {}: this runtime trains all {} slots in one process; the "
-              "global batch and the result are those of {} ranks",
-              spec.parallel.ranks, slots, spec.parallel.ranks);
+  {
+    const engine::train_batcher plan(train, spec.run.seed, T, spec.data.slots,
+                                     spec.data.micro_batch);
+    log->info("data: {} train tokens in {} shard(s), {} validation tokens; {} windows of {} "
+              "tokens per epoch, {} tokens per step ({:.2f} epochs in {} steps)",
+              train.num_tokens(), train.paths().size(), val.num_tokens(),
+              plan.plan().windows_per_epoch(), T, spec.data.slots * spec.data.micro_batch * T,
+              plan.plan().epoch_of(spec.run.steps), spec.run.steps);
   }
-  auto backend = kernels::make_cpu_backend(static_cast<int>(spec.parallel.threads_per_rank));
-  engine::gpt2 model(engine::gpt2_config::from_spec(spec), *backend);
-  engine::adamw_optimizer optimizer(
-      model.layout(), 0, model.num_params(),
-      {spec.optimizer.beta1, spec.optimizer.beta2, spec.optimizer.eps,
-       spec.optimizer.weight_decay});
-  const int64_t P = model.num_params();
-  const std::string descriptor = model_descriptor(model.config());
+  if (const unsigned cores = std::thread::hardware_concurrency();
+      cores > 0 && spec.parallel.ranks * spec.parallel.threads_per_rank > cores) {
+    log->warn("parallel.ranks x parallel.threads_per_rank = {} x {} threads on {} cores: ranks "
+              "will wait for each other's descheduled threads; lower threads_per_rank",
+              spec.parallel.ranks, spec.parallel.threads_per_rank, cores);
+  }
 
-  // 2. The state dir: every check that can refuse this start, then the restore; nothing is
+  // 2. The world: one rank session per rank, ranks as threads of this process.
+  std::optional<checkpoint::committer> committer;  // outlives the sessions' checkpointers
+  std::unique_ptr<engine::inproc_world> inproc;
+  engine::memory_store store;
+  const auto comms = connect_world(spec, inproc, store);
+  std::vector<std::unique_ptr<rank_session>> sessions;
+  for (int r = 0; r < world; r++) {
+    sessions.push_back(
+        std::make_unique<rank_session>(spec, *comms[static_cast<size_t>(r)], train, log));
+  }
+  rank_session& lead = *sessions.front();
+  const int64_t P = lead.model().num_params();
+  if (world > 1) {
+    log->info("parallel: {} ranks in this process over the {} communicator, {} reduction; "
+              "rank 0 trains slots [{}, {}) and owns parameters [{}, {})",
+              world, comms.front()->name(), spec.parallel.reduction, lead.slots().begin,
+              lead.slots().end, lead.owned().begin, lead.owned().end);
+  }
+
+  // 3. The state dir: every check that can refuse this start, then the restore; nothing is
   // written before both pass.
   run_state state = run_state::inspect(spec, options.state_dir, engine::data_fingerprint(train),
                                        options.start, *log);
   int64_t start_step = 0;
   if (state.resuming()) {
+    std::vector<checkpoint::restore_target> targets;
+    for (auto& s : sessions) {
+      for (auto& t : s->restore_targets()) targets.push_back(t);
+    }
     const auto outcome = checkpoint::restore_latest(
-        state.catalog(), state.checkpoint_root(), {0, P},
-        {{"params", model.params()}, {"adam_m", optimizer.m()}, {"adam_v", optimizer.v()}},
-        {descriptor, P}, *log);
+        state.catalog(), state.checkpoint_root(), targets,
+        {model_descriptor(lead.model().config()), P}, *log);
     state.require_restored(outcome);
     if (outcome.restored) {
       start_step = outcome.restored->record.step;
@@ -223,179 +360,118 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
     }
   }
   if (start_step == 0) {
-    if (spec.model.init_from.empty()) {
-      model.init_random(spec.run.seed);
-    } else {
-      load_init_from(model, spec.model.init_from);
-      log->info("model: weights from '{}'", spec.model.init_from);
-    }
+    for (auto& s : sessions) s->init_weights();
+    if (!spec.model.init_from.empty()) log->info("model: weights from '{}'", spec.model.init_from);
   }
 
-  // 3. Accepted: from here on the run writes.
+  // 4. Accepted: from here on the run writes.
   state.begin(spec);
   const std::string dir = state.state_dir();
   const std::string& run_id = state.run_id();
   attach_log_file(logger, log_path(dir));
   write_text_file(spec_path(dir), config::format_spec_toml(spec));
-  log->info("model: {} parameters (L {} C {} NH {} Vp {}), backend {} with {} thread(s)",
-            model.num_params(), spec.model.layers, spec.model.channels, spec.model.heads,
-            model.config().padded_vocab_size, backend->name(), backend->threads());
-  const engine::lr_schedule schedule{spec.optimizer.lr, spec.optimizer.min_lr_ratio,
-                                     spec.optimizer.warmup_steps, spec.run.steps};
-  engine::inproc_world world(1, 0, std::chrono::minutes(10));
-  const auto comm = world.connect(0);
-  engine::train_step stepper(model, optimizer, batcher, schedule,
-                             {.seq_len = T, .micro_batch = B, .slots = slots,
-                              .grad_clip = spec.optimizer.grad_clip},
-                             *comm);
-  const std::string ckpt_root = state.checkpoint_root();
-  checkpoint::checkpointer ckpt(
-      state.catalog(),
-      {ckpt_root, {spec.checkpoint.keep_last, spec.checkpoint.keep_every}, spec.checkpoint.async,
-       spec.checkpoint.when_busy == "skip"},
-      log);
-  ckpt.recover();
+  log->info("model: {} parameters (L {} C {} NH {} Vp {}), backend {} with {} thread(s) per "
+            "rank", P, spec.model.layers, spec.model.channels, spec.model.heads,
+            lead.model().config().padded_vocab_size, lead.backend().name(),
+            lead.backend().threads());
+  committer.emplace(state.catalog(),
+                    checkpoint::committer_options{
+                        .root_dir = state.checkpoint_root(),
+                        .retention = {spec.checkpoint.keep_last, spec.checkpoint.keep_every},
+                        .skip_when_busy = spec.checkpoint.when_busy == "skip"},
+                    log);
+  committer->recover();
+  for (auto& s : sessions) {
+    s->attach_checkpointer(*committer, {.root_dir = state.checkpoint_root(),
+                                        .async = spec.checkpoint.async},
+                           run_id, 0);
+  }
   if (start_step > 0) {
     log->info("g0 step {}: resumed from checkpoint step {} (run {})", start_step, start_step,
               run_id);
-    state.catalog().append_event("resumed", config::json_object().add("step", start_step).str());
+    state.catalog().append_event("resumed", config::json_object()
+                                                .add("step", start_step)
+                                                .add("world_size", int64_t{world})
+                                                .str());
   }
   // the weights this process starts training from (after init, init_from or a restore)
   const std::string initial_sha256 =
-      engine::sha256_hex(model.params(), static_cast<size_t>(P) * sizeof(float));
-  stepper.set_before_update([&ckpt] { ckpt.wait_snapshot(); });
-  if (spec.checkpoint.every_steps > 0) ckpt.reserve(3, P);
-  bool snapshot_open = false;  // the next update fills a checkpoint's snapshot
-  // Saves the state after `steps_done` steps: through the next optimizer update when there
-  // is one (it copies what it reads), else by a copy.
-  auto save_checkpoint = [&](int64_t steps_done, bool last) {
-    checkpoint::shard_meta meta;
-    meta.run_id = run_id;
-    meta.step = steps_done;
-    meta.world_size = 1;
-    meta.rank = 0;
-    meta.flat_total = P;
-    meta.range = {0, P};
-    meta.data_seed = spec.run.seed;
-    meta.model = descriptor;
-    if (last) {
-      ckpt.save(meta, {{"params", model.params(), P}, {"adam_m", optimizer.m(), P},
-                       {"adam_v", optimizer.v(), P}});
-      return;
-    }
-    const auto buffers = ckpt.begin_snapshot(meta, {"params", "adam_m", "adam_v"});
-    if (buffers) {
-      stepper.snapshot_next_update({(*buffers)[0], (*buffers)[1], (*buffers)[2]});
-      snapshot_open = true;
-    }
-  };
+      engine::sha256_hex(lead.model().params(), static_cast<size_t>(P) * sizeof(float));
 
-  // Training loop
+  // 5. Training: every rank on its own thread; the first failure aborts the world so that
+  // no rank waits for a dead one.
   double resumed_loss = NAN;
   std::ofstream metrics = open_metrics(metrics_path(dir), start_step, resumed_loss, *log);
-  const bool tty = options.progress && ::isatty(STDERR_FILENO) == 1;
-  const int64_t log_every = std::max<int64_t>(1, spec.run.steps / 20);
-  local_run_result result;
-  double train_seconds = 0.0;
-  int64_t train_tokens = 0;
-  double val_loss = NAN;
-  result.final_loss = resumed_loss;
-  for (int64_t step = start_step; step < spec.run.steps; step++) {
-    const auto t0 = clock_type::now();
-    const engine::step_result r = stepper.run(step);
-    if (r.discarded) {
-      if (snapshot_open) ckpt.abandon_snapshot();
-      LZ_THROW(lz::error, "{}: the step is discarded and the run stops; lower optimizer.lr or "
-               "raise optimizer.warmup_steps, then run the same command to resume", r.why);
-    }
-    if (snapshot_open) {
-      ckpt.end_snapshot();
-      snapshot_open = false;
-    }
-    const double step_s = seconds_since(t0);
-    train_seconds += step_s;
-    train_tokens += r.tokens;
-    const bool last = step + 1 == spec.run.steps;
-    const bool evaluate = last || (spec.run.val_every_steps > 0 &&
-                                   (step + 1) % spec.run.val_every_steps == 0);
-    config::json_object line;
-    line.add("step", step + 1).add("loss", r.loss).add("lr", r.lr).add("grad_norm", r.grad_norm)
-        .add("step_ms", step_s * 1e3).add("tokens_per_s", static_cast<double>(r.tokens) / step_s)
-        .add("generation", int64_t{0});
-    if (evaluate) {
-      // a stop signal ends the evaluation at a batch boundary; the step stops below
-      const auto stop = [step] {
-        checkpoint::fault_point("eval.batch", step + 1);
-        return stop_signal() != 0;
-      };
-      val_loss = engine::evaluate(model, val, spec.run.val_batches, B, T, stop).value_or(NAN);
-      if (!std::isnan(val_loss)) line.add("val_loss", val_loss);
-    }
-    metrics << line.str() << '\n';
-    metrics.flush();
-    result.final_loss = r.loss;
-
-    const double tok_s = static_cast<double>(train_tokens) / train_seconds;
-    const double eta = train_seconds / static_cast<double>(step + 1 - start_step) *
-                       static_cast<double>(spec.run.steps - step - 1);
-    if (tty) {
-      std::fprintf(stderr, "\rstep %lld/%lld | loss %.4f | %.1fk tok/s | ETA %s   ",
-                   static_cast<long long>(step + 1), static_cast<long long>(spec.run.steps),
-                   r.loss, tok_s / 1e3, format_duration(eta).c_str());
-      if (last) std::fprintf(stderr, "\n");
-    }
-    if (evaluate && !std::isnan(val_loss)) {
-      if (tty) std::fprintf(stderr, "\n");
-      log->info("g0 step {}: loss {:.4f} val_loss {:.4f} lr {:.3e} grad_norm {:.3f}", step + 1,
-                r.loss, val_loss, r.lr, r.grad_norm);
-    } else if (!tty && (step + 1) % log_every == 0) {
-      log->info("g0 step {}/{}: loss {:.4f} {:.0f} tok/s ETA {}", step + 1, spec.run.steps,
-                r.loss, tok_s, format_duration(eta));
-    }
-    checkpoint::fault_point("train.after_step", step + 1);
-    bool saved = false;
-    if (spec.checkpoint.every_steps > 0 && (step + 1) % spec.checkpoint.every_steps == 0) {
-      save_checkpoint(step + 1, last);
-      saved = !snapshot_open;  // a fused snapshot would wait for an update that won't come
-    }
-    if (const int sig = stop_signal(); sig != 0 && !last) {
-      if (snapshot_open) {
-        ckpt.abandon_snapshot();
-        snapshot_open = false;
+  run_context ctx{.spec = spec, .val = val, .log = *log, .metrics = metrics,
+                  .tty = options.progress && ::isatty(STDERR_FILENO) == 1,
+                  .start_step = start_step};
+  ctx.final_loss = resumed_loss;
+  std::exception_ptr failure;
+  std::mutex failure_mutex;
+  std::vector<std::thread> threads;
+  for (auto& s : sessions) {
+    threads.emplace_back([&, session = s.get()] {
+      try {
+        rank_loop(*session, ctx);
+      } catch (...) {
+        std::lock_guard lock(failure_mutex);
+        const bool secondary = [] {  // a rank that failed because another one did
+          try {
+            throw;
+          } catch (const engine::comm_error&) {
+            return true;
+          } catch (...) {
+            return false;
+          }
+        }();
+        if (!failure || !secondary) failure = std::current_exception();
+        for (auto& c : comms) c->abort();
       }
-      if (spec.checkpoint.every_steps > 0 && !saved) save_checkpoint(step + 1, true);
-      ckpt.wait_idle();
-      if (tty) std::fprintf(stderr, "\n");
-      log->warn("g0 step {}: stopped by signal {}{}; run the same command to resume", step + 1,
-                sig, spec.checkpoint.every_steps > 0 ? " after saving this step" :
-                " (checkpoint.every_steps = 0: nothing saved)");
-      result.steps = step + 1;
-      result.stopped_by_signal = sig;
-      return result;
-    }
+    });
   }
-  ckpt.wait_idle();
-  if (std::isnan(val_loss) && stop_signal() == 0) {
-    val_loss = engine::evaluate(model, val, spec.run.val_batches, B, T,
-                                [] { return stop_signal() != 0; }).value_or(NAN);
+  for (auto& t : threads) t.join();
+  if (failure) std::rethrow_exception(failure);
+  committer->wait_idle();
+  local_run_result result;
+  if (ctx.stopped_after >= 0) {
+    if (ctx.tty) std::fprintf(stderr, "\n");
+    log->warn("g0 step {}: stopped by signal {}{}; run the same command to resume",
+              ctx.stopped_after, ctx.stop_signal,
+              spec.checkpoint.every_steps > 0 ? " after saving this step"
+                                              : " (checkpoint.every_steps = 0: nothing saved)");
+    result.steps = ctx.stopped_after;
+    result.stopped_by_signal = ctx.stop_signal;
+    return result;
   }
-  const checkpoint::checkpointer_stats cs = ckpt.stats();
+  engine::gpt2& model = lead.model();
+  if (std::isnan(ctx.val_loss) && stop_signal() == 0) {
+    lead.backend().use_in_this_thread();
+    ctx.val_loss = engine::evaluate(model, val, spec.run.val_batches, spec.data.micro_batch, T,
+                                    [] { return stop_signal() != 0; }).value_or(NAN);
+  }
+  const checkpoint::committer_stats cs = committer->stats();
+  double blocked_ms = cs.blocked_ms;
+  for (auto& s : sessions) blocked_ms += s->checkpoint_stats().blocked_ms;
 
-  // Results
+  // 6. Results (every rank holds the same weights; rank 0's are written)
   result.steps = spec.run.steps;
-  result.val_loss = val_loss;
-  result.tokens_per_s = train_seconds > 0 ? static_cast<double>(train_tokens) / train_seconds : 0.0;
-  result.weights_sha256 = engine::sha256_hex(
-      model.params(), static_cast<size_t>(model.num_params()) * sizeof(float));
-  checkpoint::write_llmc_model(final_model_path(dir), llmc_header_of(model.config()), model.params(),
-                               model.num_params());
+  result.final_loss = ctx.final_loss;
+  result.val_loss = ctx.val_loss;
+  result.tokens_per_s =
+      ctx.train_seconds > 0 ? static_cast<double>(ctx.train_tokens) / ctx.train_seconds : 0.0;
+  result.weights_sha256 =
+      engine::sha256_hex(model.params(), static_cast<size_t>(P) * sizeof(float));
+  checkpoint::write_llmc_model(final_model_path(dir), llmc_header_of(model.config()),
+                               model.params(), P);
   config::json_object summary;
   summary.add("name", spec.run.name).add("run_id", run_id).add("steps", result.steps)
       .add("final_loss", result.final_loss).add("val_loss", result.val_loss)
-      .add("tokens_per_s", result.tokens_per_s).add("train_seconds", train_seconds)
-      .add("num_params", model.num_params()).add("threads", backend->threads())
+      .add("tokens_per_s", result.tokens_per_s).add("train_seconds", ctx.train_seconds)
+      .add("num_params", P).add("world_size", int64_t{world})
+      .add("reduction", spec.parallel.reduction)
+      .add("threads", lead.backend().threads())
       .add("resumed_from_step", start_step).add("checkpoints_committed", cs.committed)
-      .add("checkpoints_failed", cs.failed).add("checkpoint_blocked_ms", cs.blocked_ms)
+      .add("checkpoints_failed", cs.failed).add("checkpoint_blocked_ms", blocked_ms)
       .add("initial_weights_sha256", initial_sha256).add("weights_sha256", result.weights_sha256);
   write_text_file(summary_path(dir), summary.str() + "\n");
   log->info("done: {} steps, loss {:.4f}, val_loss {:.4f}, {:.0f} tok/s, weights sha256 {}",

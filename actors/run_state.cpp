@@ -8,7 +8,7 @@
 #include <random>
 
 #include "actors/run_files.hpp"
-#include "checkpoint/checkpointer.hpp"
+#include "checkpoint/committer.hpp"
 #include "checkpoint/file_io.hpp"
 #include "config/json_writer.hpp"
 #include "engine/dataset.hpp"

@@ -1,10 +1,9 @@
 #include "checkpoint/checkpointer.hpp"
 
-#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <set>
+#include <optional>
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -13,7 +12,6 @@
 
 #include "checkpoint/fault_hook.hpp"
 #include "checkpoint/file_io.hpp"
-#include "config/json_writer.hpp"
 
 namespace lz::checkpoint {
 
@@ -21,25 +19,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-int64_t unix_ms_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace
 
-std::string checkpoint_dir_name(int64_t step) {
-  return fmt::format("step_{:08d}", step);
-}
-
-checkpointer::checkpointer(catalog& cat, const checkpointer_options& options,
+checkpointer::checkpointer(committer& commit, const checkpointer_options& options,
                            std::shared_ptr<spdlog::logger> log)
-  : catalog_(cat), options_(options), log_(std::move(log)) {
+  : committer_(commit), options_(options), log_(std::move(log)) {
   std::error_code ec;
   fs::create_directories(options_.root_dir, ec);
   if (ec) {
@@ -60,85 +48,15 @@ checkpointer::~checkpointer() {
   worker_.join();
 }
 
-std::vector<std::string> unrecorded_checkpoint_dirs(const catalog& cat,
-                                                    const std::string& root_dir) {
-  std::set<std::string> known;
-  for (const auto& r : cat.list()) known.insert(r.dir);
-  for (const auto& save : cat.inflight_saves()) known.insert(save.dir);
-  for (int64_t step : cat.pending_deletes()) known.insert(checkpoint_dir_name(step));
-  for (const auto& [dir, reason] : cat.left_alone()) known.insert(dir);
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(root_dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.starts_with("step_") && known.count(name) == 0) out.push_back(name);
-  }
-  if (ec && ec != std::errc::no_such_file_or_directory) {
-    LZ_THROW(io_error, "cannot list checkpoint dir '{}': {}", root_dir, ec.message());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-bool has_checkpoint_dirs(const std::string& dir) {
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.path().filename().string().starts_with("step_")) return true;
-  }
-  return false;
-}
-
-void checkpointer::recover() {
-  const auto remove_dir = [this](const std::string& name) {
-    const fs::path dir = fs::path(options_.root_dir) / name;
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-    if (ec) LZ_THROW(io_error, "cannot remove '{}': {}", dir.string(), ec.message());
-  };
-  for (int64_t step : catalog_.pending_deletes()) {
-    remove_dir(checkpoint_dir_name(step));
-    catalog_.finish_delete(step);
-    log_->info("checkpoint: finished the interrupted deletion of step {}", step);
-  }
-  for (const inflight_save& save : catalog_.inflight_saves()) {
-    remove_dir(save.dir);
-    catalog_.abort_save(save.step);
-    log_->warn("checkpoint: removed '{}', the save of step {} that never committed",
-               (fs::path(options_.root_dir) / save.dir).string(), save.step);
-    catalog_.append_event("uncommitted_removed", config::json_object()
-                                                     .add("step", save.step)
-                                                     .add("dir", save.dir)
-                                                     .str());
-  }
-}
-
 bool checkpointer::acquire(const shard_meta& meta, phase next) {
-  const auto t0 = std::chrono::steady_clock::now();
-  if (const auto existing = catalog_.get(meta.step);
-      existing && existing->status == checkpoint_status::committed) {
-    std::lock_guard lock(mutex_);
-    stats_.skipped++;
-    log_->info("checkpoint: step {} is already committed; a committed checkpoint is never "
-               "overwritten", meta.step);
-    return false;
-  }
+  if (!committer_.begin(meta.step, meta.world_size, meta.generation)) return false;
   std::unique_lock lock(mutex_);
-  if (pending_) {
-    if (options_.skip_when_busy) {
-      stats_.skipped++;
-      log_->warn("checkpoint: step {} skipped, the save of step {} is still in flight "
-                 "(checkpoint.when_busy = \"skip\")", meta.step, meta_.step);
-      return false;
-    }
-    log_->info("checkpoint: step {} waits for the save of step {} in flight "
-               "(checkpoint.when_busy = \"wait\")", meta.step, meta_.step);
-    changed_.wait(lock, [this] { return !pending_; });
-  }
+  // The committer allows one save in flight: this rank's previous one has been reported.
+  changed_.wait(lock, [this] { return !pending_; });
   meta_ = meta;
   pending_ = true;
   phase_ = next;
   stats_.started++;
-  stats_.blocked_ms += ms_since(t0);
   return true;
 }
 
@@ -174,15 +92,34 @@ void checkpointer::end_snapshot() {
   if (!options_.async) wait_idle();
 }
 
+void checkpointer::end_snapshot_by_copy(const std::vector<tensor_source>& tensors) {
+  {
+    std::lock_guard lock(mutex_);
+    LZ_CHECK(phase_ == phase::filling, "end_snapshot_by_copy() without begin_snapshot()");
+    sources_ = tensors;
+    phase_ = phase::copying;
+  }
+  changed_.notify_all();
+  if (!options_.async) wait_idle();
+}
+
 void checkpointer::abandon_snapshot() {
+  shard_meta meta;
   {
     std::lock_guard lock(mutex_);
     if (phase_ != phase::filling) return;
+    meta = meta_;
     pending_ = false;
     phase_ = phase::idle;
-    stats_.started--;
+    stats_.failed++;
   }
   changed_.notify_all();
+  committer_.shard_failed(meta.step, meta.rank, "the snapshot was abandoned");
+}
+
+bool checkpointer::snapshot_open() const {
+  std::lock_guard lock(mutex_);
+  return phase_ == phase::filling;
 }
 
 bool checkpointer::save(const shard_meta& meta, const std::vector<tensor_source>& tensors) {
@@ -261,91 +198,37 @@ void checkpointer::run_save() {
   }
   fault_point("checkpoint.after_snapshot", step);
 
-  // 2. write the shard durably, 3. commit, 4. retention
+  // 2. write this rank's shard durably, 3. report it to the committer
   const auto t0 = std::chrono::steady_clock::now();
   const std::string dir_name = checkpoint_dir_name(step);
   const fs::path dir = fs::path(options_.root_dir) / dir_name;
-  const std::string file = fmt::format("shard_{:05d}_of_{:05d}.lzs", meta.rank, meta.world_size);
-  bool recorded = false;  // the catalog knows this save is in flight
+  const std::string file = shard_file_name(meta.rank, meta.world_size);
+  std::optional<shard_record> durable;
+  std::string error;
   try {
-    catalog_.begin_save(step, dir_name);
-    recorded = true;
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec) LZ_THROW(io_error, "cannot create '{}': {}", dir.string(), ec.message());
     const shard_info info = write_shard((dir / file).string(), meta, copies);
+    fsync_directory(dir.string());
     fsync_directory(options_.root_dir);
-    checkpoint_record record;
-    record.step = step;
-    record.generation = meta.generation;
-    record.world_size = meta.world_size;
-    record.created_unix_ms = unix_ms_now();
-    record.total_bytes = info.file_bytes;
-    record.dir = dir_name;
-    record.shards.push_back({meta.rank, dir_name + "/" + file, info.file_bytes,
-                             info.header_xxh3, meta.range});
-    catalog_.commit(record);
-    const double ms = ms_since(t0);
-    catalog_.append_event("checkpoint_committed", config::json_object()
-                                                      .add("step", step)
-                                                      .add("bytes", static_cast<int64_t>(info.file_bytes))
-                                                      .add("write_ms", ms)
-                                                      .str());
-    {
-      std::lock_guard lock(mutex_);
-      stats_.committed++;
-    }
-    log_->info("g{} step {}: checkpoint committed, {:.1f} MiB in {:.0f} ms ({:.0f} MiB/s)",
-               meta.generation, step, static_cast<double>(info.file_bytes) / (1 << 20), ms,
-               static_cast<double>(info.file_bytes) / (1 << 20) / (ms / 1e3));
-    apply_retention();
+    durable = shard_record{meta.rank, dir_name + "/" + file, info.file_bytes, info.header_xxh3,
+                           meta.range};
+    log_->debug("g{} step {}: rank {} shard durable, {:.1f} MiB in {:.0f} ms", meta.generation,
+                step, meta.rank, static_cast<double>(info.file_bytes) / (1 << 20), ms_since(t0));
   } catch (const lz::error& e) {
-    // Only a save the catalog recorded as in flight, and did not commit, is cleaned up; if
-    // the catalog cannot say, the files stay and the next start's recover() decides.
-    if (recorded) {
-      try {
-        if (!catalog_.get(step) || catalog_.get(step)->status != checkpoint_status::committed) {
-          std::error_code ec;
-          fs::remove_all(dir, ec);
-          if (!ec) catalog_.abort_save(step);
-        }
-      } catch (const lz::error& e2) {
-        log_->error("checkpoint: the catalog cannot say whether step {} committed ({}); its "
-                    "files stay until the next start", step, e2.what());
-      }
-    }
-    {
-      std::lock_guard lock(mutex_);
-      stats_.failed++;
-    }
-    log_->error("g{} step {}: checkpoint save failed, training goes on and the previous "
-                "checkpoint stays the latest: {}", meta.generation, step, e.what());
-    try {
-      catalog_.append_event("save_failed",
-                            config::json_object().add("step", step).add("error", e.what()).str());
-    } catch (const lz::error& e2) {
-      log_->error("checkpoint: could not record the failure in the catalog: {}", e2.what());
-    }
-  }
-}
-
-void checkpointer::apply_retention() {
-  const retention_decision d = choose_deletions(catalog_.list(), options_.retention);
-  for (int64_t step : d.delete_steps) {
-    catalog_.begin_delete(step);
-    const fs::path dir = fs::path(options_.root_dir) / checkpoint_dir_name(step);
+    error = e.what();
     std::error_code ec;
-    fs::remove_all(dir, ec);
-    if (ec) {
-      log_->error("checkpoint: removing '{}' failed ({}); it stays pending and is retried at "
-                  "the next start", dir.string(), ec.message());
-      continue;
-    }
-    catalog_.finish_delete(step);
+    fs::remove(dir / file, ec);  // this rank's file only; the committer decides the rest
   }
-  if (!d.delete_steps.empty()) {
-    log_->info("checkpoint: retention deleted {} checkpoint(s); {}", d.delete_steps.size(),
-               d.reason);
+  {
+    std::lock_guard lock(mutex_);
+    (durable ? stats_.durable : stats_.failed)++;
+  }
+  if (durable) {
+    committer_.shard_durable(step, *durable);
+  } else {
+    committer_.shard_failed(step, meta.rank, error);
   }
 }
 

@@ -71,7 +71,13 @@ void fault_point(std::string_view point, int64_t step) {
                static_cast<int>(point.size()), point.data(), static_cast<long long>(step),
                kill ? "SIGKILL" : "SIGTERM");
   std::fflush(stderr);
-  ::kill(::getpid(), kill ? SIGKILL : SIGTERM);
+  // raise() delivers SIGTERM to this thread before it returns, so the stop is seen at this
+  // very point even with other threads running; SIGKILL ends the whole process anyway.
+  if (kill) {
+    ::kill(::getpid(), SIGKILL);
+  } else {
+    std::raise(SIGTERM);
+  }
 }
 
 bool fault_enospc(std::string_view point, int64_t step) {

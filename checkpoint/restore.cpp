@@ -24,7 +24,7 @@ shard_set open_checkpoint(const checkpoint_record& record, const std::string& ro
   return set;
 }
 
-restore_outcome restore_latest(catalog& cat, const std::string& root_dir, flat_range want,
+restore_outcome restore_latest(catalog& cat, const std::string& root_dir,
                                const std::vector<restore_target>& targets,
                                const restore_expectation& expect, spdlog::logger& log) {
   std::vector<checkpoint_record> records = cat.list();
@@ -45,7 +45,7 @@ restore_outcome restore_latest(catalog& cat, const std::string& root_dir, flat_r
                  root_dir, set.meta().model, set.meta().flat_total, expect.model,
                  expect.flat_total);
       }
-      for (const restore_target& t : targets) set.read(t.name, want, t.out);
+      for (const restore_target& t : targets) set.read(t.name, t.range, t.out);
       if (set.world_size() != 1 || record.world_size != 1) {
         log.info("checkpoint: step {} was saved by {} ranks; resharded by range", record.step,
                  set.world_size());

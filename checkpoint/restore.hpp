@@ -23,9 +23,12 @@ namespace lz::checkpoint {
 // one the catalog committed (a format_error otherwise).
 shard_set open_checkpoint(const checkpoint_record& record, const std::string& root_dir);
 
-// Where one tensor of the checkpoint goes: `want.size()` floats.
+// Elements [range) of one tensor of the checkpoint, into `out` (range.size() floats). A
+// rank restores the whole parameter vector and the moments of the range it owns, whatever
+// the world size at save (resharding is range intersection).
 struct restore_target {
   std::string name;  // "params", "adam_m", "adam_v"
+  flat_range range;
   float* out = nullptr;
 };
 
@@ -54,12 +57,13 @@ struct restore_outcome {
 };
 
 // Tries the catalog's checkpoints newest first: opens the shards (any world size at save)
-// and reads elements [want) of every target, verifying the checksum of every chunk read.
+// and reads every target (of every rank of this process), verifying the checksum of every
+// chunk read.
 // A corrupt one is marked in the catalog and recorded as a "checkpoint_unusable" event, an
 // unreadable one as a "checkpoint_unreadable" event; each is logged with the file and the
 // tensor, and the one before is tried. One marked corrupt earlier counts as a failure
 // without being read. `restored` is empty when none is usable (or none exists).
-restore_outcome restore_latest(catalog& cat, const std::string& root_dir, flat_range want,
+restore_outcome restore_latest(catalog& cat, const std::string& root_dir,
                                const std::vector<restore_target>& targets,
                                const restore_expectation& expect, spdlog::logger& log);
 

@@ -129,6 +129,13 @@ constexpr spec_key keys[] = {
               may_change, "where the ranks run, not what they compute"),
   LZ_SPEC_KEY(parallel, threads_per_rank, "CPU threads per rank (OpenMP)",
               may_change, "speed only (bitwise equal losses need the same value)"),
+  LZ_SPEC_KEY(parallel, reduction,
+              "\"exact\": the same weights on any number of ranks; \"fast\": the "
+              "communicator's own sum, reproducible at a fixed world size only",
+              may_change, "how the gradient is summed; a change alters the result from then on"),
+  LZ_SPEC_KEY(parallel, communicator,
+              "ranks in one process talk \"inproc\" (shared memory) or \"gloo\" (TCP, loopback)",
+              may_change, "how ranks talk, not what they compute"),
 
   LZ_SPEC_KEY(checkpoint, every_steps, "save every N steps (0: never)",
               may_change, save_policy),

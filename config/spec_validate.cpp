@@ -212,6 +212,14 @@ void check_parallel(const parallel_section& parallel, rule_book& rules) {
   rules.in_range(parallel.threads_per_rank, 1, max_threads_per_rank,
                  "parallel.threads_per_rank", "use at least one CPU thread per rank",
                  "use at most the cores of one machine");
+  rules.require(parallel.reduction == "exact" || parallel.reduction == "fast",
+                "parallel.reduction",
+                fmt::format("unknown reduction \"{}\": use \"exact\" (the same weights on "
+                            "any number of ranks) or \"fast\"", parallel.reduction));
+  rules.require(parallel.communicator == "inproc" || parallel.communicator == "gloo",
+                "parallel.communicator",
+                fmt::format("unknown communicator \"{}\": use \"inproc\" or \"gloo\"",
+                            parallel.communicator));
 }
 
 void check_checkpoint(const checkpoint_section& checkpoint, rule_book& rules) {

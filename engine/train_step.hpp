@@ -75,6 +75,7 @@ public:
   // The next run() copies the optimizer state it is about to update (the state after the
   // previous step) into `snapshot` as it goes: a checkpoint for the price of the writes.
   void snapshot_next_update(const kernels::adamw_snapshot& snapshot) { snapshot_ = snapshot; }
+  void cancel_snapshot() { snapshot_.reset(); }
 
   // Runs optimizer step `step` (0-based) on every rank of the world together. A collective
   // that fails throws comm_error (the step may be half done: the caller restores).

@@ -37,6 +37,9 @@ public:
   virtual ~backend() = default;
   virtual const char* name() const = 0;
   virtual int threads() const = 0;
+  // Makes the calling thread run this backend's kernels with threads() threads (a thread
+  // pool's size is per calling thread: a rank's thread calls this before its first step).
+  virtual void use_in_this_thread() = 0;
 
   // out (N, OC) = inp (N, C) . weight (OC, C)^T + bias (OC); bias may be null.
   virtual void matmul_forward(float* out, const float* inp, const float* weight,

@@ -22,6 +22,10 @@ public:
 
   const char* name() const override { return "cpu"; }
   int threads() const override { return threads_; }
+  void use_in_this_thread() override {
+    omp_set_dynamic(0);
+    omp_set_num_threads(threads_);
+  }
 
   void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
                       int64_t N, int64_t C, int64_t OC) override {

@@ -15,7 +15,7 @@
 
 #include "checkpoint/catalog.hpp"
 #include "checkpoint/catalog_rebuild.hpp"
-#include "checkpoint/checkpointer.hpp"
+#include "checkpoint/committer.hpp"
 #include "checkpoint/restore.hpp"
 #include "checkpoint/shard_format.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -194,10 +194,7 @@ TEST_F(catalog_safety, recover_removes_only_recorded_in_flight_saves) {
   save(10);           // the save in flight, killed before its commit
   save(15);           // a directory the catalog never heard of
   EXPECT_EQ(unrecorded_checkpoint_dirs(*cat, root()), std::vector<std::string>{"step_00000015"});
-  {
-    checkpointer ckpt(*cat, {root(), {3, 0}, true, false}, log_);
-    ckpt.recover();
-  }
+  committer(*cat, {root(), {3, 0}, false}, log_).recover();
   EXPECT_TRUE(fs::exists(root() + "/step_00000005"));
   EXPECT_FALSE(fs::exists(root() + "/step_00000010"));
   EXPECT_TRUE(fs::exists(root() + "/step_00000015")) << "never delete what has no record";
@@ -215,7 +212,7 @@ TEST_F(catalog_safety, unreadable_checkpoint_is_not_marked_corrupt_but_a_damaged
   fs::remove(root() + "/step_00000015/shard_1.lzs");                 // missing: not proof
   fs::resize_file(root() + "/step_00000010/shard_0.lzs", 100);       // truncated: proof
   std::vector<float> out(k_total);
-  const auto outcome = restore_latest(*cat, root(), {0, k_total}, {{"params", out.data()}},
+  const auto outcome = restore_latest(*cat, root(), {{"params", {0, k_total}, out.data()}},
                                       {"gpt2 test", k_total}, *log_);
   ASSERT_TRUE(outcome.restored.has_value());
   EXPECT_EQ(outcome.restored->record.step, 5);

@@ -82,7 +82,9 @@ TEST(format_spec_toml, every_changed_key_reads_back_equal) {
   spec.model.layers = 12;
   spec.parallel.ranks = 2;
   spec.logging.level = "warn";
-  spec.checkpoint.when_busy = "skip";  // an enumeration: the generic change is not a member
+  spec.checkpoint.when_busy = "skip";  // enumerations: the generic change is not a member
+  spec.parallel.reduction = "fast";
+  spec.parallel.communicator = "gloo";
   EXPECT_TRUE(parse_spec(format_spec_toml(spec), "printed") == spec) << format_spec_toml(spec);
 }
 

@@ -1,0 +1,96 @@
+// The committer: one decision per step for every rank, a commit only when every shard is
+// durable, a failed rank fails the whole save and its directory goes, skip and wait.
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "checkpoint/catalog.hpp"
+#include "checkpoint/committer.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace lz::checkpoint;
+
+class committer_test : public ::testing::Test {
+protected:
+  std::string root() const { return dir_.path() + "/state/checkpoints"; }
+  // A shard file this rank "wrote", and its record.
+  shard_record shard(int64_t step, int32_t rank, int32_t world) {
+    const std::string rel = checkpoint_dir_name(step) + "/" + shard_file_name(rank, world);
+    fs::create_directories(fs::path(root()) / checkpoint_dir_name(step));
+    std::ofstream(root() + "/" + rel) << "bytes of rank " << rank;
+    return {rank, rel, 14, 0x1234u + static_cast<uint64_t>(rank), {100 * rank, 100 * (rank + 1)}};
+  }
+
+  lz::test::temp_dir dir_{"lz-committer"};
+  std::unique_ptr<catalog> cat_ = catalog::create(dir_.path() + "/state", "run-a");
+  std::shared_ptr<spdlog::logger> log_ =
+      std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>());
+};
+
+TEST_F(committer_test, commits_only_when_every_rank_is_durable) {
+  committer c(*cat_, {root(), {3, 0}, false}, log_);
+  EXPECT_TRUE(c.begin(5, 3, 1));
+  EXPECT_TRUE(c.begin(5, 3, 1)) << "every rank gets the first rank's answer";
+  EXPECT_EQ(cat_->inflight_saves().size(), 1u);
+  c.shard_durable(5, shard(5, 2, 3));
+  c.shard_durable(5, shard(5, 0, 3));
+  EXPECT_FALSE(cat_->get(5).has_value()) << "committed before every shard was durable";
+  c.shard_durable(5, shard(5, 1, 3));
+  const auto record = cat_->get(5);
+  ASSERT_TRUE(record.has_value());
+  EXPECT_EQ(record->world_size, 3);
+  ASSERT_EQ(record->shards.size(), 3u);
+  for (int32_t r = 0; r < 3; r++) EXPECT_EQ(record->shards[static_cast<size_t>(r)].rank, r);
+  EXPECT_TRUE(cat_->inflight_saves().empty());
+  EXPECT_EQ(c.stats().committed, 1);
+  committer after_restart(*cat_, {root(), {3, 0}, false}, log_);
+  EXPECT_FALSE(after_restart.begin(5, 3, 1)) << "a committed step is never saved again";
+}
+
+TEST_F(committer_test, one_failed_rank_fails_the_save_and_its_directory_goes) {
+  committer c(*cat_, {root(), {3, 0}, false}, log_);
+  ASSERT_TRUE(c.begin(5, 2, 1));
+  c.shard_durable(5, shard(5, 0, 2));
+  c.shard_failed(5, 1, "the disk is full");
+  EXPECT_FALSE(cat_->get(5).has_value());
+  EXPECT_FALSE(fs::exists(root() + "/step_00000005"));
+  EXPECT_TRUE(cat_->inflight_saves().empty());
+  EXPECT_EQ(c.stats().failed, 1);
+  EXPECT_EQ(cat_->events().back().kind, "save_failed");
+  EXPECT_NE(cat_->events().back().json.find("rank 1: the disk is full"), std::string::npos);
+  EXPECT_TRUE(c.begin(10, 2, 1)) << "the next save goes ahead";
+}
+
+TEST_F(committer_test, skip_policy_skips_for_every_rank_while_a_save_is_in_flight) {
+  committer c(*cat_, {root(), {3, 0}, true}, log_);
+  ASSERT_TRUE(c.begin(5, 2, 1));
+  EXPECT_FALSE(c.begin(10, 2, 1));
+  EXPECT_FALSE(c.begin(10, 2, 1));
+  EXPECT_EQ(c.stats().skipped, 1);
+  c.shard_durable(5, shard(5, 0, 2));
+  c.shard_durable(5, shard(5, 1, 2));
+  EXPECT_TRUE(c.begin(15, 2, 1));
+}
+
+TEST_F(committer_test, wait_policy_blocks_until_the_save_in_flight_is_done) {
+  committer c(*cat_, {root(), {3, 0}, false}, log_);
+  ASSERT_TRUE(c.begin(5, 1, 1));
+  auto next = std::async(std::launch::async, [&] { return c.begin(10, 1, 1); });
+  EXPECT_EQ(next.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout)
+      << "did not wait for the save in flight";
+  c.shard_durable(5, shard(5, 0, 1));
+  EXPECT_TRUE(next.get());
+  EXPECT_TRUE(cat_->get(5).has_value());
+}
+
+}  // namespace
