@@ -224,8 +224,8 @@ void rank_loop(rank_session& session, run_context& ctx) {
         ctx.log.info("g0 step {}/{}: loss {:.4f} {:.0f} tok/s ETA {}", step + 1,
                      spec.run.steps, r.loss, tok_s, format_duration(eta));
       }
-      checkpoint::fault_point("train.after_step", step + 1);
     }
+    checkpoint::fault_point("train.after_step", step + 1, session.rank());
     bool saved = false;
     if (spec.checkpoint.every_steps > 0 && (step + 1) % spec.checkpoint.every_steps == 0) {
       session.save_after(step + 1, last);

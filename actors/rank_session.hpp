@@ -44,6 +44,7 @@ public:
   kernels::backend& backend() { return *backend_; }
   engine::owned_range owned() const { return owned_; }
   engine::slot_node slots() const { return stepper_->slots(); }
+  int64_t gradient_buffers() const { return stepper_->gradient_buffers(); }
 
   // What this rank reads from a checkpoint: the whole parameter vector, and the moments
   // of the range it owns.

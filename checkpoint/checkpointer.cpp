@@ -196,7 +196,7 @@ void checkpointer::run_save() {
   for (size_t i = 0; i < names_.size(); i++) {
     copies.push_back({names_[i], snapshot_[i].data(), meta.range.size()});
   }
-  fault_point("checkpoint.after_snapshot", step);
+  fault_point("checkpoint.after_snapshot", step, meta.rank);
 
   // 2. write this rank's shard durably, 3. report it to the committer
   const auto t0 = std::chrono::steady_clock::now();

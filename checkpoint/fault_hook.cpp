@@ -16,6 +16,7 @@ namespace {
 struct armed_fault {
   std::string point;
   int64_t step = -1;  // -1: any step
+  int32_t rank = -1;  // -1: any rank
   fault_action action = fault_action::none;
 };
 
@@ -39,6 +40,10 @@ armed_fault parse_fault() {
       return {};
     }
   }
+  if (const auto hash = spec.find('#'); hash != std::string::npos) {
+    f.rank = static_cast<int32_t>(std::strtol(spec.c_str() + hash + 1, nullptr, 10));
+    spec.resize(hash);
+  }
   if (const auto at = spec.find('@'); at != std::string::npos) {
     f.step = std::strtoll(spec.c_str() + at + 1, nullptr, 10);
     spec.resize(at);
@@ -54,15 +59,16 @@ const armed_fault& armed() {
 
 }  // namespace
 
-fault_action fault_at(std::string_view point, int64_t step) {
+fault_action fault_at(std::string_view point, int64_t step, int32_t rank) {
   const armed_fault& f = armed();
   if (f.action == fault_action::none || f.point != point) return fault_action::none;
   if (f.step >= 0 && f.step != step) return fault_action::none;
+  if (f.rank >= 0 && rank >= 0 && f.rank != rank) return fault_action::none;
   return f.action;
 }
 
-void fault_point(std::string_view point, int64_t step) {
-  const fault_action action = fault_at(point, step);
+void fault_point(std::string_view point, int64_t step, int32_t rank) {
+  const fault_action action = fault_at(point, step, rank);
   if (action != fault_action::kill && action != fault_action::term) return;
   static std::atomic<bool> fired{false};  // once per process: a point may be passed again
   if (fired.exchange(true)) return;       // before the signal arrives
@@ -80,8 +86,8 @@ void fault_point(std::string_view point, int64_t step) {
   }
 }
 
-bool fault_enospc(std::string_view point, int64_t step) {
-  return fault_at(point, step) == fault_action::enospc;
+bool fault_enospc(std::string_view point, int64_t step, int32_t rank) {
+  return fault_at(point, step, rank) == fault_action::enospc;
 }
 
 }  // namespace lz::checkpoint

@@ -238,8 +238,8 @@ shard_info write_shard(const std::string& path, const shard_meta& meta,
   const std::string tmp_path = path + ".tmp";
   tmp_file out(tmp_path);
   // A kill here leaves an empty PATH.tmp behind, the debris a loader must ignore.
-  fault_point("shard.before_write", meta.step);
-  if (fault_enospc("shard.write", meta.step)) out.fail_next_write_with_enospc();
+  fault_point("shard.before_write", meta.step, meta.rank);
+  if (fault_enospc("shard.write", meta.step, meta.rank)) out.fail_next_write_with_enospc();
   for (size_t i = 0; i < tensors.size(); ++i) {
     tensor_entry& e = info.tensors[i];
     const auto* bytes = reinterpret_cast<const unsigned char*>(tensors[i].data);
@@ -253,7 +253,7 @@ shard_info write_shard(const std::string& path, const shard_meta& meta,
       out.write_at(bytes + begin, n, e.offset + begin);
     }
     e.xxh3 = XXH3_64bits_digest(whole.get());
-    if (i == 0) fault_point("shard.mid_write", meta.step);
+    if (i == 0) fault_point("shard.mid_write", meta.step, meta.rank);
   }
 
   set_layout_and_checksums(root, info);
@@ -269,11 +269,11 @@ shard_info write_shard(const std::string& path, const shard_meta& meta,
   put_le(block.data() + 16, info.header_xxh3, 8);
   std::memcpy(block.data() + k_prefix_bytes, header.begin(), header.size());
   out.write_at(block.data(), block.size(), 0);
-  fault_point("shard.before_fsync", meta.step);
+  fault_point("shard.before_fsync", meta.step, meta.rank);
   out.sync();
-  fault_point("shard.before_rename", meta.step);
+  fault_point("shard.before_rename", meta.step, meta.rank);
   out.close_and_rename(path);
-  fault_point("shard.after_rename", meta.step);
+  fault_point("shard.after_rename", meta.step, meta.rank);
   fsync_directory(std::filesystem::path(path).parent_path().string());
   return info;
 }

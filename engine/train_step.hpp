@@ -82,6 +82,8 @@ public:
   step_result run(int64_t step);
 
   slot_node slots() const { return my_slots_; }
+  // Full-length gradient buffers the exact reduction holds besides the model's own.
+  int64_t gradient_buffers() const { return static_cast<int64_t>(pool_.size()); }
   owned_range owned() const { return ranges_[static_cast<size_t>(comm_.rank())]; }
 
 private:

@@ -73,3 +73,32 @@ TEST(world, fast_reduction_is_reproducible_at_a_fixed_world_size) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(world, one_rank_out_of_disk_fails_that_save_for_all_and_training_goes_on) {
+  const std::string dir = lz::test::test_dir("world-enospc");
+  const auto r = run_lazarus(world_args(dir, 20, 2), dir, "LAZARUS_FAULT=shard.write@10#1:enospc");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("rank 1:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("disk is full"), std::string::npos) << r.output;
+  const std::string summary = read_file(dir + "/summary.json");
+  EXPECT_EQ(json_field(summary, "checkpoints_failed"), "1");
+  EXPECT_FALSE(std::filesystem::exists(dir + "/checkpoints/step_00000010"))
+      << "rank 0's durable shard of the failed save stayed behind";
+  EXPECT_EQ(sha_of(dir), sha_of(trained("world-enospc-ref", 20, 1)));
+}
+
+TEST(world, a_run_killed_while_one_rank_writes_resumes_to_the_same_weights) {
+  const std::string dir = lz::test::test_dir("world-killed");
+  const auto killed = run_lazarus(world_args(dir, 20, 3), dir, "LAZARUS_FAULT=shard.mid_write@10#2");
+  ASSERT_EQ(killed.exit_code, 128 + 9) << killed.output;
+  const auto resumed = run_lazarus(world_args(dir, 20, 2), dir);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(json_field(read_file(dir + "/summary.json"), "resumed_from_step"), "5");
+  EXPECT_NE(resumed.output.find("the save of step 10 that never committed"), std::string::npos)
+      << resumed.output;
+  EXPECT_EQ(sha_of(dir), sha_of(trained("world-killed-ref", 20, 1)));
+}
+
+}  // namespace
