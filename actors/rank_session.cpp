@@ -82,6 +82,7 @@ engine::step_result rank_session::step(int64_t step) {
 }
 
 bool rank_session::any_rank_stops(bool mine) {
+  mine = mine || stop_requested_;
   if (comm_.world_size() == 1) return mine;
   std::vector<double> votes(static_cast<size_t>(comm_.world_size()), 0.0);
   votes[static_cast<size_t>(comm_.rank())] = mine ? 1.0 : 0.0;

@@ -56,9 +56,12 @@ public:
   // discarded step (non-finite loss or norm) is discarded on every rank alike.
   engine::step_result step(int64_t step);
 
-  // Whether any rank of the world wants to stop after this step (one small collective:
-  // every rank asks at the same step boundary and gets the same answer).
+  // Whether any rank of the world wants to stop after this step: `mine`, or a stop asked
+  // with request_stop() (one small collective: every rank asks at the same step boundary
+  // and gets the same answer).
   bool any_rank_stops(bool mine);
+  // Asks this rank to stop at the next step boundary; callable from any thread.
+  void request_stop() { stop_requested_ = true; }
 
   // Checkpoints: this rank's shards go through `committer` into `root_dir`.
   void attach_checkpointer(checkpoint::committer& committer,
@@ -90,6 +93,7 @@ private:
   std::string run_id_;
   int64_t generation_ = 0;
   std::string descriptor_;
+  std::atomic<bool> stop_requested_{false};
 };
 
 }  // namespace lz::actors
