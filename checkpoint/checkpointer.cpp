@@ -52,7 +52,8 @@ bool checkpointer::acquire(const shard_meta& meta, phase next) {
   if (!committer_.begin(meta.step, meta.world_size, meta.generation)) return false;
   std::unique_lock lock(mutex_);
   // The committer allows one save in flight: this rank's previous one has been reported.
-  changed_.wait(lock, [this] { return !pending_; });
+  wait_or_throw(changed_, lock, options_.wait_timeout, [this] { return !pending_; },
+                "the report of this rank's previous save");
   meta_ = meta;
   pending_ = true;
   phase_ = next;
@@ -136,13 +137,15 @@ bool checkpointer::save(const shard_meta& meta, const std::vector<tensor_source>
 void checkpointer::wait_snapshot() {
   const auto t0 = std::chrono::steady_clock::now();
   std::unique_lock lock(mutex_);
-  changed_.wait(lock, [this] { return phase_ != phase::copying; });
+  wait_or_throw(changed_, lock, options_.wait_timeout,
+                [this] { return phase_ != phase::copying; }, "the copy of a snapshot");
   stats_.blocked_ms += ms_since(t0);
 }
 
 void checkpointer::wait_idle() {
   std::unique_lock lock(mutex_);
-  changed_.wait(lock, [this] { return !pending_; });
+  wait_or_throw(changed_, lock, options_.wait_timeout, [this] { return !pending_; },
+                "the end of this rank's save");
 }
 
 checkpointer_stats checkpointer::stats() const {

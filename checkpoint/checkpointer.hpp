@@ -35,6 +35,7 @@ namespace lz::checkpoint {
 struct checkpointer_options {
   std::string root_dir;          // holds one directory per checkpoint: step_%08lld/
   bool async = true;             // false: a save returns when the committer has its report
+  std::chrono::milliseconds wait_timeout{std::chrono::minutes(10)};  // for any wait
 };
 
 struct checkpointer_stats {

@@ -124,7 +124,9 @@ bool committer::begin(int64_t step, int32_t world, int64_t generation) {
     }
     log_->info("checkpoint: step {} waits for the save of step {} in flight "
                "(checkpoint.when_busy = \"wait\")", step, inflight_->step);
-    changed_.wait(lock, [&] { return !inflight_ || decided_.count(step) != 0; });
+    wait_or_throw(changed_, lock, options_.wait_timeout,
+                  [&] { return !inflight_ || decided_.count(step) != 0; },
+                  fmt::format("the end of the save of step {} in flight", inflight_->step));
     stats_.blocked_ms += ms_since(t0);
     if (const auto it = decided_.find(step); it != decided_.end()) return it->second;
   }
@@ -243,7 +245,9 @@ void committer::apply_retention() {
 
 void committer::wait_idle() {
   std::unique_lock lock(mutex_);
-  changed_.wait(lock, [this] { return !inflight_; });
+  if (!inflight_) return;
+  wait_or_throw(changed_, lock, options_.wait_timeout, [this] { return !inflight_; },
+                fmt::format("the end of the save of step {}", inflight_->step));
 }
 
 committer_stats committer::stats() const {

@@ -16,6 +16,7 @@
 // the distributed runtime the catalog actor owns it.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -28,6 +29,7 @@
 
 #include "checkpoint/catalog.hpp"
 #include "checkpoint/retention.hpp"
+#include "config/error.hpp"
 
 namespace lz::checkpoint {
 
@@ -49,7 +51,19 @@ struct committer_options {
   std::string root_dir;          // holds one directory per checkpoint: step_%08lld/
   retention_policy retention;
   bool skip_when_busy = false;   // false: a save due while one is in flight waits for it
+  std::chrono::milliseconds wait_timeout{std::chrono::minutes(10)};  // for any wait
 };
+
+// Waits on `cv` until `done()`, at most `timeout`; then an io_error saying what it waited
+// for. No wait of the training loop is unbounded.
+template <class Pred>
+void wait_or_throw(std::condition_variable& cv, std::unique_lock<std::mutex>& lock,
+                   std::chrono::milliseconds timeout, Pred done, const std::string& what) {
+  if (!cv.wait_for(lock, timeout, done)) {
+    LZ_THROW(io_error, "checkpoint: {} did not happen within {} ms; the disk or a rank's "
+             "writer is stuck: check the disk holding the checkpoints", what, timeout.count());
+  }
+}
 
 struct committer_stats {
   int64_t started = 0;

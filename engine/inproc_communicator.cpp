@@ -123,6 +123,7 @@ public:
         LZ_CHECK(n == recv_counts[static_cast<size_t>(src)],
                  "all_to_all_v: rank {} sends {} values to rank {}, which expects {}", src, n,
                  rank_, recv_counts[static_cast<size_t>(src)]);
+        if (n == 0) continue;  // nothing to copy (the buffers may be null)
         const int64_t from = prefix_offsets(counts)[static_cast<size_t>(rank_)];
         std::memcpy(recv + recv_at[static_cast<size_t>(src)],
                     static_cast<const float*>(p.data) + from, static_cast<size_t>(n) * sizeof(float));
@@ -176,8 +177,8 @@ private:
     const std::vector<int64_t> at = prefix_offsets(counts);
     s_->exchange(rank_, "all_gather_v", {buffer, &counts}, [&] {
       for (int src = 0; src < s_->world; src++) {
-        if (src == rank_) continue;
         const auto i = static_cast<size_t>(src);
+        if (src == rank_ || counts[i] == 0) continue;
         std::memcpy(buffer + at[i], static_cast<const T*>(s_->posts[i].data) + at[i],
                     static_cast<size_t>(counts[i]) * sizeof(T));
       }
