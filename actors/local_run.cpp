@@ -289,7 +289,7 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
   // 1. Checks that need no state dir: memory (every rank of this process holds a model),
   // data, cores.
   if (const uint64_t memory = engine::physical_memory_bytes(); memory > 0) {
-    engine::require_memory_fits(spec, memory / static_cast<uint64_t>(world));
+    engine::require_memory_fits(spec, memory);
   }
   const int64_t V = spec.model.vocab_size, T = spec.data.seq_len;
   const auto train = engine::token_dataset::from_glob(spec.data.train_shards, V);

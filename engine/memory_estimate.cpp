@@ -12,6 +12,7 @@
 #include "config/checked_math.hpp"
 #include "config/error.hpp"
 #include "engine/gpt2.hpp"
+#include "engine/slot_tree.hpp"
 #include "engine/param_layout.hpp"
 
 namespace lz::engine {
@@ -75,13 +76,26 @@ run_memory_estimate estimate_run_memory(const config::run_spec& spec,
   if (token_data_bytes > static_cast<uint64_t>(INT64_MAX))
     LZ_THROW(lz::spec_error, "token data of {} bytes: more than any machine holds",
              token_data_bytes);
-  int64_t total = 0;
-  for (const int64_t part : {tensor_bytes, tensor_bytes, tensor_bytes, tensor_bytes,
-                             activations, snapshots, static_cast<int64_t>(token_data_bytes)})
+  // The exact reduction keeps the partial sums of a rank's slot subtrees: at most
+  // peak_subtree_values() full-length buffers on the rank that needs the most.
+  const int64_t reduction_buffers =
+      spec.parallel.reduction == "exact"
+          ? peak_subtree_values(spec.data.slots, static_cast<int>(spec.parallel.ranks))
+          : 0;
+  const int64_t reduction =
+      checked(checked_mul(tensor_bytes, reduction_buffers), "the reduction buffers");
+  int64_t per_rank = 0;
+  for (const int64_t part : {tensor_bytes, tensor_bytes, reduction, activations})
+    per_rank = checked(checked_add(per_rank, part), "one rank");
+  int64_t total = checked(checked_mul(per_rank, spec.parallel.ranks), "the ranks of the run");
+  for (const int64_t part : {tensor_bytes, tensor_bytes, snapshots,
+                             static_cast<int64_t>(token_data_bytes)})
     total = checked(checked_add(total, part), "the whole run");
 
   e.parameters_bytes = static_cast<uint64_t>(tensor_bytes);
   e.gradients_bytes = static_cast<uint64_t>(tensor_bytes);
+  e.reduction_bytes = static_cast<uint64_t>(reduction);
+  e.ranks = spec.parallel.ranks;
   e.adam_m_bytes = static_cast<uint64_t>(tensor_bytes);
   e.adam_v_bytes = static_cast<uint64_t>(tensor_bytes);
   e.activations_bytes = static_cast<uint64_t>(activations);
@@ -97,18 +111,24 @@ void require_memory_fits(const config::run_spec& spec, uint64_t available_bytes,
   if (e.total_bytes <= available_bytes) return;
 
   std::string parts = fmt::format(
+      "  per rank, x {} rank(s):\n"
       "  parameters            {:>12}  ({} fp32 values)\n"
       "  gradients             {:>12}\n"
+      "  exact-sum buffers     {:>12}  (parallel.reduction = \"{}\", {} slots)\n"
+      "  activations           {:>12}  (B {} x T {})\n"
+      "  split among the ranks:\n"
       "  AdamW moments m       {:>12}\n"
       "  AdamW moments v       {:>12}\n"
-      "  activations           {:>12}  (B {} x T {})\n"
       "  checkpoint snapshots  {:>12}  (weights, m and v; checkpoint.every_steps = {})\n",
-      gib(e.parameters_bytes), e.parameter_count, gib(e.gradients_bytes), gib(e.adam_m_bytes),
-      gib(e.adam_v_bytes), gib(e.activations_bytes), e.activation_micro_batch,
-      e.activation_seq_len, gib(e.checkpoint_snapshot_bytes), spec.checkpoint.every_steps);
+      e.ranks, gib(e.parameters_bytes), e.parameter_count, gib(e.gradients_bytes),
+      gib(e.reduction_bytes), spec.parallel.reduction, spec.data.slots,
+      gib(e.activations_bytes), e.activation_micro_batch, e.activation_seq_len,
+      gib(e.adam_m_bytes), gib(e.adam_v_bytes), gib(e.checkpoint_snapshot_bytes),
+      spec.checkpoint.every_steps);
   if (e.token_data_bytes > 0)
     parts += fmt::format("  token data            {:>12}\n", gib(e.token_data_bytes));
 
+  std::string hints_prefix;
   std::string activation_keys = fmt::format(
       "data.micro_batch ({}) or data.seq_len ({}) for the activations (raise data.slots to "
       "keep the global batch)",
@@ -117,6 +137,10 @@ void require_memory_fits(const config::run_spec& spec, uint64_t available_bytes,
     activation_keys += fmt::format(", or run.sample_tokens ({}), whose sample window ({}) is "
                                    "longer than data.seq_len",
                                    spec.run.sample_tokens, e.activation_seq_len);
+  if (e.ranks > 1) {
+    hints_prefix = fmt::format("parallel.ranks ({}): every rank of this process holds a model",
+                               e.ranks);
+  }
   std::vector<shrink_hint> hints = {
       {e.parameters_bytes + e.gradients_bytes + e.adam_m_bytes + e.adam_v_bytes,
        fmt::format("model.layers ({}) or model.channels ({}) for the parameters, gradients "
@@ -124,6 +148,13 @@ void require_memory_fits(const config::run_spec& spec, uint64_t available_bytes,
                    spec.model.layers, spec.model.channels)},
       {e.activations_bytes, activation_keys},
   };
+  if (e.reduction_bytes > 0)
+    hints.push_back({e.reduction_bytes * static_cast<uint64_t>(e.ranks),
+                     "parallel.reduction = \"fast\" or fewer data.slots per rank for the "
+                     "exact-sum buffers"});
+  if (!hints_prefix.empty())
+    hints.push_back({(e.parameters_bytes + e.gradients_bytes) * static_cast<uint64_t>(e.ranks - 1),
+                     hints_prefix});
   if (e.checkpoint_snapshot_bytes > 0)
     hints.push_back({e.checkpoint_snapshot_bytes,
                      "checkpoint.every_steps = 0 for no snapshot buffers (and no checkpoints)"});

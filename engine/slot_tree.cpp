@@ -1,6 +1,7 @@
 // slot_tree.cpp: the fixed tree over micro slots (see slot_tree.hpp).
 #include "engine/slot_tree.hpp"
 
+#include <algorithm>
 #include <bit>
 
 #include "config/error.hpp"
@@ -63,6 +64,25 @@ bool are_children_within(slot_node within, slot_node left, slot_node right) {
     }
   }
   return false;
+}
+
+int64_t peak_subtree_values(int64_t slots, int64_t first, int64_t last) {
+  int64_t live = 0, peak = 0;
+  subtree_builder<int> builder(slots, first, last, [&live](int&, int&&) { live--; });
+  for (int64_t s = first; s < last; s++) {
+    peak = std::max(peak, ++live);
+    builder.push(s, 0);
+  }
+  return peak;
+}
+
+int64_t peak_subtree_values(int64_t slots, int world) {
+  int64_t peak = 0;
+  for (int r = 0; r < world; r++) {
+    const slot_node mine = slot_range(slots, world, r);
+    peak = std::max(peak, peak_subtree_values(slots, mine.begin, mine.end));
+  }
+  return peak;
 }
 
 }  // namespace lz::engine

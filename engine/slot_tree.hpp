@@ -102,4 +102,9 @@ private:
   std::vector<entry> stack_;
 };
 
+// The most values a subtree_builder over [first, last) holds at once (the exact reduction's
+// gradient buffers on that rank), and the largest such figure over the ranks of a world.
+int64_t peak_subtree_values(int64_t slots, int64_t first, int64_t last);
+int64_t peak_subtree_values(int64_t slots, int world);
+
 }  // namespace lz::engine

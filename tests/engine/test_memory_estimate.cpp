@@ -122,11 +122,14 @@ TEST(estimate_run_memory, of_the_default_spec_matches_what_the_run_allocates) {
   EXPECT_EQ(e.activation_micro_batch, 8);
   EXPECT_EQ(e.activation_seq_len, 256);
 
-  const uint64_t actual_total = 4 * weights_bytes + actual + 3 * weights_bytes;
+  // the exact reduction over 2 slots on one rank holds two more gradient buffers (the
+  // world_step tests check that a step never holds more than peak_subtree_values())
+  EXPECT_EQ(e.reduction_bytes, 2 * weights_bytes);
+  const uint64_t actual_total = 4 * weights_bytes + actual + 3 * weights_bytes + 2 * weights_bytes;
   EXPECT_GE(e.total_bytes, actual_total);
   EXPECT_LE(e.total_bytes, actual_total * 3 / 2);
-  EXPECT_EQ(e.total_bytes, e.parameters_bytes + e.gradients_bytes + e.adam_m_bytes +
-                               e.adam_v_bytes + e.activations_bytes +
+  EXPECT_EQ(e.total_bytes, e.parameters_bytes + e.gradients_bytes + e.reduction_bytes +
+                               e.adam_m_bytes + e.adam_v_bytes + e.activations_bytes +
                                e.checkpoint_snapshot_bytes);
 }
 
@@ -140,7 +143,25 @@ TEST(estimate_run_memory, without_a_sample_activations_are_those_of_training) {
                                      gpt2_config::from_spec(spec), 8, 128)));
   EXPECT_EQ(e.checkpoint_snapshot_bytes, 0u);
   EXPECT_EQ(e.token_data_bytes, 12345u);
-  EXPECT_EQ(e.total_bytes, 4 * e.parameters_bytes + e.activations_bytes + 12345);
+  EXPECT_EQ(e.total_bytes, 4 * e.parameters_bytes + e.reduction_bytes + e.activations_bytes + 12345);
+}
+
+TEST(estimate_run_memory, counts_a_model_per_rank_and_the_moments_once) {
+  run_spec one;
+  one.data.slots = 4;
+  run_spec four = one;
+  four.parallel.ranks = 4;
+  const auto a = lz::engine::estimate_run_memory(one);
+  const auto b = lz::engine::estimate_run_memory(four);
+  EXPECT_EQ(a.reduction_bytes, 3 * a.parameters_bytes);  // [01], 2, 3 before they merge
+  EXPECT_EQ(b.reduction_bytes, 1 * b.parameters_bytes);  // one slot per rank
+  const uint64_t per_rank = b.parameters_bytes + b.gradients_bytes + b.reduction_bytes +
+                            b.activations_bytes;
+  EXPECT_EQ(b.total_bytes, 4 * per_rank + b.adam_m_bytes + b.adam_v_bytes +
+                               b.checkpoint_snapshot_bytes);
+  run_spec fast = four;
+  fast.parallel.reduction = "fast";
+  EXPECT_EQ(lz::engine::estimate_run_memory(fast).reduction_bytes, 0u);
 }
 
 TEST(estimate_run_memory, a_spec_past_int64_is_a_spec_error_not_a_crash) {

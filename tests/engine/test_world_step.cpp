@@ -190,6 +190,9 @@ std::string train_on(int world, int64_t slots, int steps, reduction mode,
       const step_result r = step.run(s);
       EXPECT_FALSE(r.discarded) << r.why;
     }
+    if (mode == reduction::exact && steps > 0) {  // what the memory estimate counts
+      EXPECT_LE(step.gradient_buffers(), peak_subtree_values(slots, world));
+    }
     shas[static_cast<size_t>(rank)] =
         sha256_hex(model.params(), static_cast<size_t>(model.num_params()) * sizeof(float));
   }, std::chrono::seconds(30), kind);
