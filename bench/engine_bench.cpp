@@ -18,6 +18,10 @@
 #include <string>
 #include <vector>
 
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "actors/rank_session.hpp"
 #include "config/json_writer.hpp"
 #include "engine/dataset.hpp"
 #include "engine/gpt2.hpp"
@@ -82,9 +86,6 @@ struct bench_result {
 
 bench_result run_config(const bench_config& cfg, int steps, int threads,
                         const std::string& shard_dir) {
-  auto k = lz::kernels::make_cpu_backend(threads);
-  lz::engine::gpt2 model(cfg.model, *k);
-  model.init_random(1);
   // random tokens, enough windows for every step
   lz::engine::splitmix64 rng(2);
   std::vector<uint16_t> tokens(static_cast<size_t>((steps + 3) * cfg.B * cfg.T + 1));
@@ -92,20 +93,35 @@ bench_result run_config(const bench_config& cfg, int steps, int threads,
   const std::string shard = shard_dir + "/" + cfg.name + ".bin";
   lz::engine::write_token_shard(shard, tokens);
   const lz::engine::token_dataset data({shard}, cfg.model.vocab_size);
-  lz::engine::train_batcher batcher(data, 3, cfg.T, 1, cfg.B);
-  lz::engine::adamw_optimizer opt(model.layout(), 0, model.num_params(), {0.9, 0.95, 1e-8, 0.1});
+  // one rank session, the object `lazarus run` drives
+  lz::config::run_spec spec;
+  spec.model.vocab_size = cfg.model.vocab_size;
+  spec.model.padded_vocab_size = cfg.model.padded_vocab_size;
+  spec.model.max_seq_len = cfg.model.max_seq_len;
+  spec.model.layers = cfg.model.layers;
+  spec.model.heads = cfg.model.heads;
+  spec.model.channels = cfg.model.channels;
+  spec.data.seq_len = cfg.T;
+  spec.data.micro_batch = cfg.B;
+  spec.data.slots = 1;
+  spec.run.seed = 3;
+  spec.run.steps = steps + 2;
+  spec.optimizer.lr = 1e-4;
+  spec.optimizer.warmup_steps = 0;
+  spec.parallel.threads_per_rank = threads;
+  auto log = std::make_shared<spdlog::logger>("bench", std::make_shared<spdlog::sinks::null_sink_mt>());
   lz::engine::inproc_world world(1, 0, std::chrono::minutes(10));
   const auto comm = world.connect(0);
-  lz::engine::train_step step(model, opt, batcher, {1e-4, 0.1, 0, steps + 2},
-                              {.seq_len = cfg.T, .micro_batch = cfg.B, .slots = 1,
-                               .grad_clip = 1.0},
-                              *comm);
+  lz::actors::rank_session session(spec, *comm, data, log);
+  session.backend().use_in_this_thread();
+  session.init_weights();
+  lz::engine::gpt2& model = session.model();
   bench_result r;
   r.params = model.num_params();
   std::vector<double> times;
   for (int s = 0; s < steps + 2; s++) {  // two warm-up steps
     const auto t0 = clock_type::now();
-    const auto res = step.run(s);
+    const auto res = session.step(s);
     const double dt = std::chrono::duration<double>(clock_type::now() - t0).count();
     if (s >= 2) times.push_back(dt);
     if (s == 0) r.loss_first = res.loss;
