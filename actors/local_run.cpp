@@ -3,7 +3,6 @@
 
 #include <chrono>
 #include <cinttypes>
-#include <random>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -26,7 +25,6 @@
 #include "actors/rank_session.hpp"
 #include "actors/run_state.hpp"
 #include "actors/stop_signal.hpp"
-#include "checkpoint/catalog.hpp"
 #include "checkpoint/committer.hpp"
 #include "checkpoint/fault_hook.hpp"
 #include "checkpoint/restore.hpp"
@@ -39,7 +37,6 @@
 #include "engine/gloo_communicator.hpp"
 #include "engine/inproc_communicator.hpp"
 #include "engine/memory_estimate.hpp"
-#include "engine/optimizer.hpp"
 #include "engine/sample.hpp"
 #include "engine/train_step.hpp"
 
