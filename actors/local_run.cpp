@@ -379,8 +379,7 @@ local_run_result run_local(const config::run_spec& spec, const local_run_options
                     log);
   committer->recover();
   for (auto& s : sessions) {
-    s->attach_checkpointer(*committer, {.root_dir = state.checkpoint_root(),
-                                        .async = spec.checkpoint.async},
+    s->attach_checkpointer(*committer, {.async = spec.checkpoint.async},
                            run_id, 0);
   }
   if (start_step > 0) {

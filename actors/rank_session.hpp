@@ -63,7 +63,7 @@ public:
   // Asks this rank to stop at the next step boundary; callable from any thread.
   void request_stop() { stop_requested_ = true; }
 
-  // Checkpoints: this rank's shards go through `committer` into `root_dir`.
+  // Checkpoints: this rank's shards go through `committer` into its root dir.
   void attach_checkpointer(checkpoint::committer& committer,
                            const checkpoint::checkpointer_options& options,
                            const std::string& run_id, int64_t generation);

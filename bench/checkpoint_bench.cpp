@@ -231,7 +231,7 @@ int main(int argc, char** argv) {
   auto cat = lz::checkpoint::catalog::create(dir + "/state", "bench");
   auto log = std::make_shared<spdlog::logger>("bench", std::make_shared<spdlog::sinks::null_sink_mt>());
   lz::checkpoint::committer committer(*cat, {dir + "/state/checkpoints", {2, 0}, false}, log);
-  lz::checkpoint::checkpointer ckpt(committer, {dir + "/state/checkpoints", true}, log);
+  lz::checkpoint::checkpointer ckpt(committer, {.async = true}, log);
   step.set_before_update([&ckpt] { ckpt.wait_snapshot(); });
   // Baseline: the median of 6 steps with no save in flight. Then, for each of the two ways
   // lazarus run can take a snapshot, one save: "fused" (the next AdamW update writes what it

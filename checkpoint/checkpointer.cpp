@@ -28,12 +28,6 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 checkpointer::checkpointer(committer& commit, const checkpointer_options& options,
                            std::shared_ptr<spdlog::logger> log)
   : committer_(commit), options_(options), log_(std::move(log)) {
-  std::error_code ec;
-  fs::create_directories(options_.root_dir, ec);
-  if (ec) {
-    LZ_THROW(io_error, "cannot create checkpoint dir '{}': {}; set checkpoint.dir to a "
-             "writable directory", options_.root_dir, ec.message());
-  }
   worker_ = std::thread([this] { worker_loop(); });
 }
 
@@ -204,7 +198,7 @@ void checkpointer::run_save() {
   // 2. write this rank's shard durably, 3. report it to the committer
   const auto t0 = std::chrono::steady_clock::now();
   const std::string dir_name = checkpoint_dir_name(step);
-  const fs::path dir = fs::path(options_.root_dir) / dir_name;
+  const fs::path dir = fs::path(committer_.root_dir()) / dir_name;
   const std::string file = shard_file_name(meta.rank, meta.world_size);
   std::optional<shard_record> durable;
   std::string error;
@@ -214,7 +208,7 @@ void checkpointer::run_save() {
     if (ec) LZ_THROW(io_error, "cannot create '{}': {}", dir.string(), ec.message());
     const shard_info info = write_shard((dir / file).string(), meta, copies);
     fsync_directory(dir.string());
-    fsync_directory(options_.root_dir);
+    fsync_directory(committer_.root_dir());
     durable = shard_record{meta.rank, dir_name + "/" + file, info.file_bytes, info.header_xxh3,
                            meta.range};
     log_->debug("g{} step {}: rank {} shard durable, {:.1f} MiB in {:.0f} ms", meta.generation,

@@ -11,7 +11,8 @@
 //    the next forward and backward pass (they only read the weights); the caller calls
 //    wait_snapshot() before it modifies the state again.
 // A background thread (at a lower CPU priority than training) then writes this rank's
-// shard durably into the step's directory and reports it to the committer, durable or
+// shard durably into the step's directory under the committer's root (which the committer
+// made) and reports it to the committer, durable or
 // failed; a rank whose write fails removes only its own file. At most one save is in
 // flight per rank.
 #pragma once
@@ -33,7 +34,6 @@
 namespace lz::checkpoint {
 
 struct checkpointer_options {
-  std::string root_dir;          // holds one directory per checkpoint: step_%08lld/
   bool async = true;             // false: a save returns when the committer has its report
   std::chrono::milliseconds wait_timeout{std::chrono::minutes(10)};  // for any wait
 };
