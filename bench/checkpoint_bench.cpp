@@ -19,27 +19,23 @@
 #include <string>
 #include <vector>
 
-#include <spdlog/sinks/null_sink.h>
-#include <spdlog/spdlog.h>
-
+#include "actors/rank_session.hpp"
+#include "bench/bench_support.hpp"
 #include "checkpoint/catalog.hpp"
-#include "checkpoint/checkpointer.hpp"
 #include "checkpoint/committer.hpp"
 #include "checkpoint/file_io.hpp"
 #include "checkpoint/shard_format.hpp"
 #include "checkpoint/shard_set.hpp"
 #include "config/json_writer.hpp"
 #include "engine/dataset.hpp"
-#include "engine/gpt2.hpp"
-#include "engine/optimizer.hpp"
-#include "engine/rng.hpp"
-#include "engine/token_shard.hpp"
 #include "engine/inproc_communicator.hpp"
-#include "engine/train_step.hpp"
+#include "engine/param_layout.hpp"
+#include "engine/rng.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
+using lz::bench::median;
 using clock_type = std::chrono::steady_clock;
 
 double seconds_since(clock_type::time_point t0) {
@@ -98,11 +94,6 @@ double plain_read(const std::string& path, std::vector<std::vector<float>>& part
   }
   ::close(fd);
   return seconds_since(t0);
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 void print_json(bool json, const lz::config::json_object& o) {
@@ -213,38 +204,35 @@ int main(int argc, char** argv) {
   }
   if (skip_stall) return 0;
 
-  // 2. the stall an asynchronous save costs a 124M training step (B4 T64, 2 threads)
-  auto k = lz::kernels::make_cpu_backend(2);
-  lz::engine::gpt2 model(cfg, *k);
-  model.init_random(1);
-  std::vector<uint16_t> tokens(64 * 4 * 40 + 1);
-  for (auto& t : tokens) t = static_cast<uint16_t>(rng.below(50257));
-  lz::engine::write_token_shard(dir + "/tokens.bin", tokens);
-  const lz::engine::token_dataset data({dir + "/tokens.bin"}, 50257);
-  lz::engine::train_batcher batcher(data, 3, 64, 1, 4);
-  lz::engine::adamw_optimizer opt(model.layout(), 0, P, {0.9, 0.95, 1e-8, 0.1});
+  // 2. the stall an asynchronous save costs a 124M training step (B4 T64, 2 threads), on
+  // the rank session `lazarus run` drives, with its checkpointer and a committer
+  lz::bench::write_random_tokens(dir + "/tokens.bin", 64 * 4 * 40 + 1, cfg.vocab_size, 7);
+  const lz::engine::token_dataset data({dir + "/tokens.bin"}, cfg.vocab_size);
+  lz::config::run_spec spec = lz::bench::spec_for_model(cfg, 4, 64, 1, 100);
+  spec.run.seed = 3;
+  spec.optimizer.lr = 1e-4;
+  spec.parallel.threads_per_rank = 2;
+  const auto log = lz::bench::null_logger();
   lz::engine::inproc_world world(1, 0, std::chrono::minutes(10));
   const auto comm = world.connect(0);
-  lz::engine::train_step step(model, opt, batcher, {1e-4, 0.1, 0, 100},
-                              {.seq_len = 64, .micro_batch = 4, .slots = 1, .grad_clip = 1.0},
-                              *comm);
+  lz::actors::rank_session session(spec, *comm, data, log);
+  session.backend().use_in_this_thread();
+  session.init_weights();
   auto cat = lz::checkpoint::catalog::create(dir + "/state", "bench");
-  auto log = std::make_shared<spdlog::logger>("bench", std::make_shared<spdlog::sinks::null_sink_mt>());
   lz::checkpoint::committer committer(*cat, {dir + "/state/checkpoints", {2, 0}, false}, log);
-  lz::checkpoint::checkpointer ckpt(committer, {.async = true}, log);
-  step.set_before_update([&ckpt] { ckpt.wait_snapshot(); });
+  session.attach_checkpointer(committer, {.async = true}, "bench", 0);
   // Baseline: the median of 6 steps with no save in flight. Then, for each of the two ways
-  // lazarus run can take a snapshot, one save: "fused" (the next AdamW update writes what it
-  // reads into the snapshot buffers; the default) and "copy" (a background copy
-  // overlapping forward and backward, waited for before the update). Steps go on until the
-  // save has committed. Stall: the time the steps spent blocked (in the checkpointer, and
-  // the snapshot step's extra time). Cost: all extra step time while the save was written
-  // (on these 2 cores the writer's CPU time comes out of training), in steps.
-  ckpt.reserve(3, P);
+  // a rank session can take a snapshot, one save: "fused" (the next AdamW update writes what
+  // it reads into the snapshot buffers; what lazarus run does between steps) and "copy" (a
+  // background copy overlapping forward and backward, waited for before the update; what a
+  // final or stop-time save does). Steps go on until the save has committed. Stall: the
+  // time the steps spent blocked (in the checkpointer, and the snapshot step's extra time).
+  // Cost: all extra step time while the save was written (on these 2 cores the writer's CPU
+  // time comes out of training), in steps.
   int s = 0;
   auto timed_step = [&] {
     const auto t0 = clock_type::now();
-    step.run(s++);
+    session.step(s++);
     return seconds_since(t0) * 1e3;
   };
   std::vector<double> base;
@@ -263,21 +251,12 @@ int main(int argc, char** argv) {
     for (int mi = 0; mi < 2; mi++) {
       const bool fused = mi == 0;
       mode_result& r = results[mi];
-      const auto before = ckpt.stats();
+      const auto before = session.checkpoint_stats();
       const auto committed_before = committer.stats().committed;
-      meta.step = s;
       const auto t_save = clock_type::now();
-      const auto t_first = clock_type::now();
-      if (fused) {
-        const auto buffers = ckpt.begin_snapshot(meta, {"params", "adam_m", "adam_v"});
-        step.snapshot_next_update({(*buffers)[0], (*buffers)[1], (*buffers)[2]});
-      } else {
-        ckpt.save(meta, {{"params", model.params(), P}, {"adam_m", opt.m(), P},
-                         {"adam_v", opt.v(), P}});
-      }
-      step.run(s++);
-      if (fused) ckpt.end_snapshot();
-      r.snapshot_step_ms.push_back(seconds_since(t_first) * 1e3);
+      session.save_after(s, !fused);
+      session.step(s++);
+      r.snapshot_step_ms.push_back(seconds_since(t_save) * 1e3);
       double total_ms = r.snapshot_step_ms.back();
       int steps_during = 1;
       for (int guard = 0; guard < 40 && committer.stats().committed == committed_before;
@@ -285,9 +264,9 @@ int main(int argc, char** argv) {
         total_ms += timed_step();
         steps_during++;
       }
-      ckpt.wait_idle();
+      session.wait_checkpoint_idle();
       r.save_ms.push_back(seconds_since(t_save) * 1e3);
-      const auto st = ckpt.stats();
+      const auto st = session.checkpoint_stats();
       r.blocked_ms.push_back(st.blocked_ms - before.blocked_ms);
       r.committed += committer.stats().committed - committed_before;
       r.cost_ms.push_back(total_ms - steps_during * median(base));
@@ -313,6 +292,7 @@ int main(int argc, char** argv) {
                          .add("background_cost_steps", cost / step_ms)
                          .add("saves", int64_t{cycles}).add("committed", r.committed));
   }
+  session.detach_checkpointer();
   fs::remove_all(dir);
   return 0;
 }

@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_support.hpp"
 #include "config/json_writer.hpp"
 #include "engine/gloo_communicator.hpp"
 #include "engine/train_step.hpp"
@@ -30,10 +31,7 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using lz::bench::median;
 
 // Seconds to copy `bytes` from one thread to another over a loopback TCP connection.
 double tcp_copy_seconds(size_t bytes) {

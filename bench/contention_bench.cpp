@@ -20,9 +20,9 @@
 #include <string>
 #include <vector>
 
-#include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "bench/bench_support.hpp"
 #include "actors/rank_session.hpp"
 #include "config/json_writer.hpp"
 #include "engine/inproc_communicator.hpp"
@@ -84,7 +84,7 @@ int measure(int steps, bool json) {
   spec.data.micro_batch = 4;
   spec.data.slots = 1;
   spec.run.steps = 2 * steps + 8;
-  auto log = std::make_shared<spdlog::logger>("bench", std::make_shared<spdlog::sinks::null_sink_mt>());
+  auto log = lz::bench::null_logger();
   lz::engine::inproc_world world(1, 0, std::chrono::minutes(10));
   auto comm = world.connect(0);
   lz::actors::rank_session session(spec, *comm, data, log);

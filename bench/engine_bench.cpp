@@ -18,28 +18,20 @@
 #include <string>
 #include <vector>
 
-#include <spdlog/sinks/null_sink.h>
-#include <spdlog/spdlog.h>
-
 #include "actors/rank_session.hpp"
+#include "bench/bench_support.hpp"
 #include "config/json_writer.hpp"
 #include "engine/dataset.hpp"
 #include "engine/gpt2.hpp"
-#include "engine/optimizer.hpp"
 #include "engine/rng.hpp"
-#include "engine/token_shard.hpp"
 #include "engine/inproc_communicator.hpp"
-#include "engine/train_step.hpp"
 #include "kernels/cpu/matmul.hpp"
 
 namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using lz::bench::median;
 
 int64_t peak_rss_bytes() {
   rusage u{};
@@ -87,29 +79,15 @@ struct bench_result {
 bench_result run_config(const bench_config& cfg, int steps, int threads,
                         const std::string& shard_dir) {
   // random tokens, enough windows for every step
-  lz::engine::splitmix64 rng(2);
-  std::vector<uint16_t> tokens(static_cast<size_t>((steps + 3) * cfg.B * cfg.T + 1));
-  for (auto& t : tokens) t = static_cast<uint16_t>(rng.below(static_cast<uint64_t>(cfg.model.vocab_size)));
   const std::string shard = shard_dir + "/" + cfg.name + ".bin";
-  lz::engine::write_token_shard(shard, tokens);
+  lz::bench::write_random_tokens(shard, (steps + 3) * cfg.B * cfg.T + 1, cfg.model.vocab_size, 2);
   const lz::engine::token_dataset data({shard}, cfg.model.vocab_size);
   // one rank session, the object `lazarus run` drives
-  lz::config::run_spec spec;
-  spec.model.vocab_size = cfg.model.vocab_size;
-  spec.model.padded_vocab_size = cfg.model.padded_vocab_size;
-  spec.model.max_seq_len = cfg.model.max_seq_len;
-  spec.model.layers = cfg.model.layers;
-  spec.model.heads = cfg.model.heads;
-  spec.model.channels = cfg.model.channels;
-  spec.data.seq_len = cfg.T;
-  spec.data.micro_batch = cfg.B;
-  spec.data.slots = 1;
+  lz::config::run_spec spec = lz::bench::spec_for_model(cfg.model, cfg.B, cfg.T, 1, steps + 2);
   spec.run.seed = 3;
-  spec.run.steps = steps + 2;
   spec.optimizer.lr = 1e-4;
-  spec.optimizer.warmup_steps = 0;
   spec.parallel.threads_per_rank = threads;
-  auto log = std::make_shared<spdlog::logger>("bench", std::make_shared<spdlog::sinks::null_sink_mt>());
+  const auto log = lz::bench::null_logger();
   lz::engine::inproc_world world(1, 0, std::chrono::minutes(10));
   const auto comm = world.connect(0);
   lz::actors::rank_session session(spec, *comm, data, log);
