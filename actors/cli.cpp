@@ -1,6 +1,9 @@
 // cli.cpp: subcommands of `lazarus`.
 //
 //   lazarus run [SPEC] [--set section.key=value]... [--state-dir DIR] [--start-over]
+//   lazarus coordinator [SPEC] [--set ...] --state-dir DIR [--listen HOST:PORT]
+//   lazarus node --join HOST:PORT [--slots N] [--name NAME] [--host ADDR]
+//   lazarus worker ...                             (started by a node agent)
 //   lazarus spec print [SPEC] [--set ...]        the resolved spec (table or --toml)
 //   lazarus data prepare --input FILE... --output DIR [--val-fraction F]
 //   lazarus ckpt ls | verify | inspect | events STATE_DIR [--step N] [--json]
@@ -16,7 +19,12 @@
 #include <CLI/CLI.hpp>
 
 #include "actors/ckpt_commands.hpp"
-#include "actors/local_run.hpp"
+#include "actors/coordinator.hpp"
+#include "actors/launcher.hpp"
+#include "actors/node_agent.hpp"
+#include "actors/process_util.hpp"
+#include "actors/run_outputs.hpp"
+#include "actors/worker.hpp"
 #include "actors/stop_signal.hpp"
 #include "actors/run_files.hpp"
 #include "checkpoint/llmc_format.hpp"
@@ -44,14 +52,29 @@ config::run_spec resolve_spec(const spec_args& args) {
                            : config::load_spec_file(args.path, overrides);
 }
 
+// The spec arguments as given, for a child process that resolves the same spec.
+std::vector<std::string> spec_argv(const spec_args& args) {
+  std::vector<std::string> out;
+  if (!args.path.empty()) out.push_back(args.path);
+  for (const auto& s : args.sets) out.insert(out.end(), {"--set", s});
+  return out;
+}
+
 int cmd_run(const spec_args& args, std::string state_dir, bool no_progress, bool start_over) {
+  const config::run_spec spec = resolve_spec(args);  // a bad spec stops here, before any child
+  if (state_dir.empty()) state_dir = "runs/" + spec.run.name;
+  return run_launcher(spec, {.spec_args = spec_argv(args), .state_dir = state_dir,
+                             .progress = !no_progress, .start_over = start_over});
+}
+
+int cmd_coordinator(const spec_args& args, std::string state_dir, const std::string& listen,
+                    int ready_fd, bool no_progress, bool start_over) {
+  die_with_parent();
   const config::run_spec spec = resolve_spec(args);
   if (state_dir.empty()) state_dir = "runs/" + spec.run.name;
-  install_stop_handlers();
-  const local_run_result r = run_local(spec, {.state_dir = state_dir,
-                                              .progress = !no_progress,
-                                              .start = {.start_over = start_over}});
-  return r.stopped_by_signal != 0 ? 128 + r.stopped_by_signal : 0;
+  return run_coordinator(spec, {.state_dir = state_dir, .listen = listen, .ready_fd = ready_fd,
+                                .progress = !no_progress,
+                                .start = {.start_over = start_over}});
 }
 
 int cmd_spec_print(const spec_args& args, bool toml) {
@@ -97,6 +120,40 @@ int run_cli(int argc, char** argv) {
   run->add_flag("--start-over", start_over,
                 "train from step 0 even though the state dir holds a run (its catalog, "
                 "checkpoints and metrics move to STATE_DIR/attic/TIME; nothing is deleted)");
+
+  spec_args coord_args;
+  std::string coord_state_dir, listen = "127.0.0.1:0";
+  int ready_fd = -1;
+  bool coord_no_progress = false, coord_start_over = false;
+  auto* coord = app.add_subcommand("coordinator", "the daemon of one run: node agents join it");
+  add_spec_args(coord, coord_args);
+  coord->add_option("--state-dir", coord_state_dir, "where the run keeps its files (runs/NAME)");
+  coord->add_option("--listen", listen, "HOST:PORT to listen on (port 0: any free port; the "
+                    "address goes to STATE_DIR/coordinator.addr)");
+  coord->add_option("--ready-fd", ready_fd, "write the address to this descriptor once listening")
+      ->group("");
+  coord->add_flag("--no-progress", coord_no_progress, "no progress line on the terminal");
+  coord->add_flag("--start-over", coord_start_over, "as for lazarus run");
+
+  node_options node_opts;
+  auto* node = app.add_subcommand("node", "a node agent: joins a coordinator and runs its ranks");
+  node->add_option("--join", node_opts.join, "the coordinator, HOST:PORT")->required();
+  node->add_option("--slots", node_opts.slots, "rank slots this node offers")
+      ->check(CLI::PositiveNumber);
+  node->add_option("--name", node_opts.name, "this node's name in the run (default: host name)");
+  node->add_option("--host", node_opts.host,
+                   "the address this node's ranks bind their communicator to");
+
+  worker_options worker_opts;
+  int64_t worker_feeder = 0;
+  auto* worker = app.add_subcommand("worker", "one rank (started by a node agent, not by hand)");
+  worker->group("");
+  worker->add_option("--coordinator", worker_opts.coordinator)->required();
+  worker->add_option("--rank", worker_opts.rank)->required();
+  worker->add_option("--generation", worker_opts.generation)->required();
+  worker->add_option("--node-id", worker_opts.node_id)->required();
+  worker->add_option("--feeder-port", worker_feeder)->required()->check(CLI::Range(1, 65535));
+  worker->add_option("--host", worker_opts.host);
 
   spec_args print_args;
   bool print_toml = false;
@@ -161,6 +218,15 @@ int run_cli(int argc, char** argv) {
 
   try {
     if (run->parsed()) return cmd_run(run_args, state_dir, no_progress, start_over);
+    if (coord->parsed()) {
+      return cmd_coordinator(coord_args, coord_state_dir, listen, ready_fd, coord_no_progress,
+                             coord_start_over);
+    }
+    if (node->parsed()) return run_node(node_opts);
+    if (worker->parsed()) {
+      worker_opts.feeder_port = static_cast<uint16_t>(worker_feeder);
+      return run_worker(worker_opts);
+    }
     if (print->parsed()) return cmd_spec_print(print_args, print_toml);
     if (prepare->parsed()) return cmd_data_prepare(inputs, output, val_fraction);
     if (ckpt_step >= 0) ckpt_opts.step = ckpt_step;

@@ -32,6 +32,20 @@ void load_init_from(engine::gpt2& model, const std::string& path) {
 rank_session::rank_session(const config::run_spec& spec, engine::communicator& comm,
                            const engine::token_dataset& train,
                            std::shared_ptr<spdlog::logger> log)
+  : rank_session(spec, comm,
+                 std::make_unique<engine::train_batcher>(train, spec.run.seed, spec.data.seq_len,
+                                                         spec.data.slots, spec.data.micro_batch),
+                 std::move(log)) {}
+
+rank_session::rank_session(const config::run_spec& spec, engine::communicator& comm,
+                           std::unique_ptr<engine::train_batcher> own,
+                           std::shared_ptr<spdlog::logger> log)
+  : rank_session(spec, comm, *own, std::move(log)) {
+  own_batcher_ = std::move(own);
+}
+
+rank_session::rank_session(const config::run_spec& spec, engine::communicator& comm,
+                           engine::batch_source& batches, std::shared_ptr<spdlog::logger> log)
   : spec_(spec), comm_(comm), log_(std::move(log)) {
   backend_ = kernels::make_cpu_backend(static_cast<int>(spec.parallel.threads_per_rank));
   model_ = std::make_unique<engine::gpt2>(engine::gpt2_config::from_spec(spec), *backend_);
@@ -41,10 +55,8 @@ rank_session::rank_session(const config::run_spec& spec, engine::communicator& c
       engine::adamw_options{.beta1 = spec.optimizer.beta1, .beta2 = spec.optimizer.beta2,
                             .eps = spec.optimizer.eps,
                             .weight_decay = spec.optimizer.weight_decay});
-  batcher_ = std::make_unique<engine::train_batcher>(train, spec.run.seed, spec.data.seq_len,
-                                                     spec.data.slots, spec.data.micro_batch);
   stepper_ = std::make_unique<engine::train_step>(
-      *model_, *optimizer_, *batcher_,
+      *model_, *optimizer_, batches,
       engine::lr_schedule{spec.optimizer.lr, spec.optimizer.min_lr_ratio,
                           spec.optimizer.warmup_steps, spec.run.steps},
       engine::train_step_options{.seq_len = spec.data.seq_len,
@@ -90,7 +102,7 @@ bool rank_session::any_rank_stops(bool mine) {
   return std::any_of(votes.begin(), votes.end(), [](double v) { return v != 0.0; });
 }
 
-void rank_session::attach_checkpointer(checkpoint::committer& committer,
+void rank_session::attach_checkpointer(checkpoint::commit_protocol& committer,
                                        const checkpoint::checkpointer_options& options,
                                        const std::string& run_id, int64_t generation) {
   ckpt_ = std::make_unique<checkpoint::checkpointer>(committer, options, log_);

@@ -31,7 +31,11 @@ namespace lz::actors {
 
 class rank_session {
 public:
-  // `train` must outlive the session; `comm` is this rank's communicator of its world.
+  // `comm` is this rank's communicator of its world; `batches` (the node's data feeder, or a
+  // batcher over data in this process) must outlive the session.
+  rank_session(const config::run_spec& spec, engine::communicator& comm,
+               engine::batch_source& batches, std::shared_ptr<spdlog::logger> log);
+  // Batches cut from `train` in this process (which must outlive the session).
   rank_session(const config::run_spec& spec, engine::communicator& comm,
                const engine::token_dataset& train, std::shared_ptr<spdlog::logger> log);
   ~rank_session();
@@ -62,9 +66,10 @@ public:
   bool any_rank_stops(bool mine);
   // Asks this rank to stop at the next step boundary; callable from any thread.
   void request_stop() { stop_requested_ = true; }
+  bool stop_requested() const { return stop_requested_; }
 
   // Checkpoints: this rank's shards go through `committer` into its root dir.
-  void attach_checkpointer(checkpoint::committer& committer,
+  void attach_checkpointer(checkpoint::commit_protocol& committer,
                            const checkpoint::checkpointer_options& options,
                            const std::string& run_id, int64_t generation);
   // Saves the state after `steps_done` steps: fused into the next optimizer update, or by a
@@ -77,6 +82,8 @@ public:
   void detach_checkpointer();
 
 private:
+  rank_session(const config::run_spec& spec, engine::communicator& comm,
+               std::unique_ptr<engine::train_batcher> own, std::shared_ptr<spdlog::logger> log);
   checkpoint::shard_meta meta_for(int64_t steps_done) const;
   std::vector<checkpoint::tensor_source> sources() const;
 
@@ -87,7 +94,7 @@ private:
   std::unique_ptr<engine::gpt2> model_;
   engine::owned_range owned_;
   std::unique_ptr<engine::adamw_optimizer> optimizer_;
-  std::unique_ptr<engine::train_batcher> batcher_;
+  std::unique_ptr<engine::train_batcher> own_batcher_;  // when built from a dataset
   std::unique_ptr<engine::train_step> stepper_;
   std::unique_ptr<checkpoint::checkpointer> ckpt_;
   std::string run_id_;

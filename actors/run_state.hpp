@@ -18,6 +18,7 @@
 #pragma once
 
 #include <memory>
+#include <string_view>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,6 +31,10 @@
 #include "config/spec_resume.hpp"
 
 namespace lz::actors {
+
+// The catalog's record that the run trained all of run.steps ("meta"): starting it again
+// with the same run.steps says so and trains nothing.
+inline constexpr std::string_view k_meta_finished_steps = "finished_steps";
 
 // STATE_DIR/run_identity.
 struct run_identity {

@@ -25,7 +25,7 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-checkpointer::checkpointer(committer& commit, const checkpointer_options& options,
+checkpointer::checkpointer(commit_protocol& commit, const checkpointer_options& options,
                            std::shared_ptr<spdlog::logger> log)
   : committer_(commit), options_(options), log_(std::move(log)) {
   worker_ = std::thread([this] { worker_loop(); });

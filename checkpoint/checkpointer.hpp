@@ -47,7 +47,7 @@ struct checkpointer_stats {
 
 class checkpointer {
 public:
-  checkpointer(committer& commit, const checkpointer_options& options,
+  checkpointer(commit_protocol& commit, const checkpointer_options& options,
                std::shared_ptr<spdlog::logger> log);
   ~checkpointer();  // waits for the save in flight
   checkpointer(const checkpointer&) = delete;
@@ -89,7 +89,7 @@ private:
   void worker_loop();
   void run_save();  // on the worker thread: copy, write, report
 
-  committer& committer_;
+  commit_protocol& committer_;
   checkpointer_options options_;
   std::shared_ptr<spdlog::logger> log_;
 

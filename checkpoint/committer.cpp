@@ -100,8 +100,24 @@ void committer::recover() {
 }
 
 bool committer::begin(int64_t step, int32_t world, int64_t generation) {
-  const auto t0 = std::chrono::steady_clock::now();
   std::unique_lock lock(mutex_);
+  return *decide_begin(lock, step, world, generation, true);
+}
+
+std::optional<bool> committer::try_begin(int64_t step, int32_t world, int64_t generation) {
+  std::unique_lock lock(mutex_);
+  return decide_begin(lock, step, world, generation, false);
+}
+
+std::optional<int64_t> committer::step_in_flight() const {
+  std::lock_guard lock(mutex_);
+  if (!inflight_) return std::nullopt;
+  return inflight_->step;
+}
+
+std::optional<bool> committer::decide_begin(std::unique_lock<std::mutex>& lock, int64_t step,
+                                            int32_t world, int64_t generation, bool may_wait) {
+  const auto t0 = std::chrono::steady_clock::now();
   const auto decide = [&](bool go) {
     decided_[step] = go;
     while (decided_.size() > 4) decided_.erase(decided_.begin());
@@ -122,6 +138,7 @@ bool committer::begin(int64_t step, int32_t world, int64_t generation) {
                  "(checkpoint.when_busy = \"skip\")", step, inflight_->step);
       return decide(false);
     }
+    if (!may_wait) return std::nullopt;
     log_->info("checkpoint: step {} waits for the save of step {} in flight "
                "(checkpoint.when_busy = \"wait\")", step, inflight_->step);
     wait_or_throw(changed_, lock, options_.wait_timeout,

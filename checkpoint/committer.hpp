@@ -73,7 +73,22 @@ struct committer_stats {
   double blocked_ms = 0.0;       // time ranks spent waiting in begin() for a save in flight
 };
 
-class committer {
+// What a rank's checkpointer needs of the commit protocol: the committer itself in the
+// process that owns the catalog, or a link to it from a worker process (the catalog actor;
+// actors/remote_committer.hpp).
+class commit_protocol {
+public:
+  virtual ~commit_protocol() = default;
+  // Whether the save of `step` by `world` ranks goes ahead; every rank asks, the first
+  // decides, all get the same answer.
+  virtual bool begin(int64_t step, int32_t world, int64_t generation) = 0;
+  virtual void shard_durable(int64_t step, const shard_record& shard) = 0;
+  virtual void shard_failed(int64_t step, int32_t rank, const std::string& error) = 0;
+  // Where the step directories are (the committer made it).
+  virtual const std::string& root_dir() const = 0;
+};
+
+class committer final : public commit_protocol {
 public:
   committer(catalog& cat, const committer_options& options, std::shared_ptr<spdlog::logger> log);
   committer(const committer&) = delete;
@@ -85,15 +100,21 @@ public:
   void recover();
 
   // Whether the save of `step` by `world` ranks goes ahead; every rank asks, the first
-  // decides, all get the same answer. A failure to record it is logged and skips it.
-  bool begin(int64_t step, int32_t world, int64_t generation);
-  void shard_durable(int64_t step, const shard_record& shard);
-  void shard_failed(int64_t step, int32_t rank, const std::string& error);
+  // decides, all get the same answer. A failure to record it is logged and skips it. Under
+  // when_busy = "wait" it blocks while an earlier save is in flight.
+  bool begin(int64_t step, int32_t world, int64_t generation) override;
+  // The same decision without blocking: nullopt when begin() would wait for the save in
+  // flight (ask again when it has finished).
+  std::optional<bool> try_begin(int64_t step, int32_t world, int64_t generation);
+  void shard_durable(int64_t step, const shard_record& shard) override;
+  void shard_failed(int64_t step, int32_t rank, const std::string& error) override;
+  // The step of the save in flight, if any (a report for another step is not expected).
+  std::optional<int64_t> step_in_flight() const;
 
   // Blocks until no save is in flight.
   void wait_idle();
   committer_stats stats() const;
-  const std::string& root_dir() const { return options_.root_dir; }
+  const std::string& root_dir() const override { return options_.root_dir; }
 
 private:
   struct save_in_flight {
@@ -104,6 +125,10 @@ private:
     std::vector<std::string> errors;
     std::chrono::steady_clock::time_point started;
   };
+  // The decision of begin() with mutex_ held; nullopt when it must wait and `may_wait` is
+  // false.
+  std::optional<bool> decide_begin(std::unique_lock<std::mutex>& lock, int64_t step,
+                                   int32_t world, int64_t generation, bool may_wait);
   // All ranks have reported: commit or clean up (mutex_ held).
   void finish();
   void apply_retention();

@@ -56,6 +56,22 @@ struct restore_outcome {
   std::vector<restore_failure> failures;  // newest first, every one tried before `restored`
 };
 
+// The newest committed checkpoint before `before_step` whose shard headers are the ones the
+// catalog committed and whose model is `expect` (a spec_error otherwise): the choice of a
+// restore point, which reads headers only. Each one passed over is appended to `failures`
+// and recorded (a header proven damaged marks it corrupt). The ranks then load their
+// ranges from it; a failure there is recorded with record_restore_failure() and the next
+// older one chosen.
+std::optional<restored_checkpoint> next_restore_point(catalog& cat, const std::string& root_dir,
+                                                      const restore_expectation& expect,
+                                                      int64_t before_step,
+                                                      std::vector<restore_failure>& failures,
+                                                      spdlog::logger& log);
+void record_restore_failure(catalog& cat, const restore_failure& failure, spdlog::logger& log);
+// A spec_error when `set` holds another model than `expect`.
+void check_expectation(const shard_set& set, const std::string& root_dir,
+                       const restore_expectation& expect);
+
 // Tries the catalog's checkpoints newest first: opens the shards (any world size at save)
 // and reads every target (of every rank of this process), verifying the checksum of every
 // chunk read.

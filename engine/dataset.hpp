@@ -50,15 +50,24 @@ std::string data_fingerprint(const token_dataset& data);
 // "" when the fingerprints are equal, else what differs, one line per shard.
 std::string describe_fingerprint_change(const std::string& recorded, const std::string& now);
 
+// Where a training step gets the batch of a micro slot: the same (step, slot) gives the same
+// tokens whoever asks (a batcher over the data in this process, or a node's data feeder).
+class batch_source {
+public:
+  virtual ~batch_source() = default;
+  // inputs, targets: (micro_batch, seq_len) each.
+  virtual void fill(int64_t step, int64_t slot, int32_t* inputs, int32_t* targets) = 0;
+};
+
 // Training batches: row b of micro slot `slot` at `step` is window(step, slot, b) of the
 // plan. Keeps a reference to the dataset, which must outlive it.
-class train_batcher {
+class train_batcher final : public batch_source {
 public:
   train_batcher(const token_dataset& data, uint64_t seed, int64_t seq_len, int64_t slots,
                 int64_t micro_batch);
 
   // inputs, targets: (micro_batch, seq_len) each.
-  void fill(int64_t step, int64_t slot, int32_t* inputs, int32_t* targets);
+  void fill(int64_t step, int64_t slot, int32_t* inputs, int32_t* targets) override;
   const data_plan& plan() const { return plan_; }
 
 private:

@@ -2,7 +2,7 @@
 // is allocated, and the check that refuses a run that cannot fit.
 //
 // The figures are those of one process that runs all parallel.ranks ranks of a run
-// (actors/local_run.cpp): every rank holds a model (fp32 parameters, gradients,
+// (actors/launcher.cpp): every rank holds a model (fp32 parameters, gradients,
 // activations) and, with the exact reduction, the gradient buffers of its slot subtrees;
 // the AdamW moments and the host snapshot buffers of asynchronous checkpoints are split
 // among the ranks (ZeRO-1), so they count once. Token shards are read by the run itself, so their size is the caller's to

@@ -29,7 +29,7 @@ owned_range owner_range(int64_t total, int world, int rank) {
   return {std::min(total, first * k_norm_chunk), std::min(total, last * k_norm_chunk)};
 }
 
-train_step::train_step(gpt2& model, adamw_optimizer& optimizer, train_batcher& batcher,
+train_step::train_step(gpt2& model, adamw_optimizer& optimizer, batch_source& batcher,
                        const lr_schedule& schedule, const train_step_options& options,
                        communicator& comm)
   : model_(model), optimizer_(optimizer), batcher_(batcher), schedule_(schedule),

@@ -65,7 +65,7 @@ class train_step {
 public:
   // The optimizer must own owner_range(num_params, comm.world_size(), comm.rank()); this
   // rank trains slot_range(slots, world, rank).
-  train_step(gpt2& model, adamw_optimizer& optimizer, train_batcher& batcher,
+  train_step(gpt2& model, adamw_optimizer& optimizer, batch_source& batcher,
              const lr_schedule& schedule, const train_step_options& options,
              communicator& comm);
 
@@ -98,7 +98,7 @@ private:
 
   gpt2& model_;
   adamw_optimizer& optimizer_;
-  train_batcher& batcher_;
+  batch_source& batcher_;
   lr_schedule schedule_;
   train_step_options options_;
   communicator& comm_;

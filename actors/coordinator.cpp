@@ -1,0 +1,610 @@
+// coordinator.cpp: `lazarus coordinator` (see coordinator.hpp).
+#include "actors/coordinator.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstring>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <map>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "actors/caf_runtime.hpp"
+#include "actors/catalog_actor.hpp"
+#include "actors/messages.hpp"
+#include "actors/model_descriptor.hpp"
+#include "actors/rank_assignment.hpp"
+#include "actors/run_files.hpp"
+#include "actors/run_outputs.hpp"
+#include "actors/stop_signal.hpp"
+#include "actors/store_actor.hpp"
+#include "config/json_writer.hpp"
+#include "engine/dataset.hpp"
+#include "engine/gpt2_config.hpp"
+#include "engine/param_layout.hpp"
+
+namespace lz::actors {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using linger_atom = caf::atom_constant<caf::atom("linger")>;
+
+constexpr auto k_tick = std::chrono::milliseconds(100);
+constexpr auto k_heartbeat_timeout = std::chrono::seconds(15);
+constexpr auto k_linger = std::chrono::seconds(10);  // for node agents to end after the run
+
+// How the run ended, for the main thread.
+struct run_end {
+  int exit_code = 0;
+  std::string error;              // when it failed
+  int stop_signal = 0;
+  int64_t steps = 0;
+  double final_loss = NAN;
+  double val_loss = NAN;
+  double train_seconds = 0.0;
+  int64_t train_tokens = 0;
+  int64_t start_step = 0;
+  std::string weights_sha256, initial_weights_sha256, run_id;
+  msg::catalog_counts counts;
+  double blocked_ms = 0.0;        // ranks' checkpoint stalls, summed
+};
+
+struct node_info {
+  std::string name, host;
+  int32_t slots = 0;
+  caf::actor agent;
+  clock_type::time_point last_heard;
+  bool gone = false;
+};
+
+struct rank_info {
+  int32_t node = -1;
+  caf::actor worker;
+  bool ready = false;
+  std::optional<msg::rank_done> done;
+};
+
+enum class phase { joining, starting, restoring, training, stopping, ending };
+
+struct coordinator_config {
+  config::run_spec spec;          // as the user gave it (recorded in the catalog)
+  std::string spec_toml_abs;      // what nodes and workers get: paths absolute
+  std::string state_dir, checkpoint_root, run_id;
+  bool resuming = false;
+  bool tty = false;
+  caf::actor catalog, store;
+  std::shared_ptr<spdlog::logger> log;
+  std::function<void()> on_accepted;  // the log file and spec.toml (main's run_logger)
+  std::shared_ptr<std::promise<run_end>> done;
+};
+
+struct coord_state {
+  coordinator_config cfg;
+  phase ph = phase::joining;
+  int64_t generation = 0;
+  int32_t world = 0;
+  std::vector<node_info> nodes;
+  std::vector<rank_info> ranks;
+  std::map<int64_t, std::vector<msg::step_report>> steps;  // step -> reports so far
+  std::vector<msg::restore_result> restore_results;
+  int64_t restore_step = -1;
+  std::ofstream metrics;
+  run_end end;
+  int64_t log_every = 1;
+  bool ended = false;
+};
+
+std::string node_name(const coord_state& st, int32_t node) {
+  return node >= 0 && node < static_cast<int32_t>(st.nodes.size())
+             ? st.nodes[static_cast<size_t>(node)].name : "?";
+}
+
+// Every message to all workers of this generation.
+template <class M>
+void tell_workers(caf::event_based_actor* self, coord_state& st, const M& m) {
+  for (const rank_info& r : st.ranks) {
+    if (r.worker) self->send(r.worker, m);
+  }
+}
+
+// The run is over, one way or another: the node agents are told (and end their workers at
+// once when `kill`), and the result goes to the main thread once every agent has gone or
+// k_linger has passed.
+void end_run(caf::event_based_actor* self, coord_state& st, bool kill, const std::string& why) {
+  if (st.ended) return;
+  st.ended = true;
+  st.ph = phase::ending;
+  for (node_info& n : st.nodes) {
+    if (!n.gone) self->send(n.agent, msg::end_run{why, kill});
+  }
+  self->delayed_send(self, k_linger, linger_atom::value);
+  const bool all_gone = std::all_of(st.nodes.begin(), st.nodes.end(), [](const node_info& n) { return n.gone; });
+  if (all_gone) {
+    st.cfg.done->set_value(st.end);
+    self->quit();
+  }
+}
+
+void fail(caf::event_based_actor* self, coord_state& st, const std::string& why) {
+  if (st.ended) return;
+  st.cfg.log->error("g{}: {}; the run stops (its committed checkpoints are kept: run the same "
+                    "command to resume)", st.generation, why);
+  st.end.exit_code = 1;
+  st.end.error = why;
+  end_run(self, st, true, why);
+}
+
+using state_ptr = std::shared_ptr<coord_state>;
+
+void start_training(caf::event_based_actor* self, const state_ptr& sp, int64_t start_step) {
+  self->request(sp->cfg.catalog, std::chrono::minutes(5),
+                msg::start_accepted{sp->generation, start_step, sp->world})
+      .then(
+          [self, sp, start_step](const std::string& run_id) {
+            coord_state& st = *sp;
+            st.end.run_id = run_id;
+            st.end.start_step = start_step;
+            st.end.steps = start_step;
+            if (st.cfg.on_accepted) st.cfg.on_accepted();
+            double loss_at_start = NAN;
+            st.metrics = open_metrics(metrics_path(st.cfg.state_dir), start_step, loss_at_start,
+                                      *st.cfg.log);
+            st.end.final_loss = loss_at_start;
+            st.ph = phase::training;
+            tell_workers(self, st, msg::begin_training{st.generation, start_step});
+          },
+          [self, sp](caf::error& e) { fail(self, *sp, error_text(self->system(), e)); });
+}
+
+void pick_restore_point(caf::event_based_actor* self, const state_ptr& sp, int64_t before_step) {
+  self->request(sp->cfg.catalog, std::chrono::minutes(5), msg::restore_pick{before_step})
+      .then(
+          [self, sp](msg::restore_choice& c) {
+            coord_state& st = *sp;
+            if (!c.found) {  // nothing to restore: a run with no checkpoint yet starts over
+              start_training(self, sp, 0);
+              return;
+            }
+            st.ph = phase::restoring;
+            st.restore_step = c.point.step;
+            st.restore_results.clear();
+            c.point.generation = st.generation;
+            tell_workers(self, st, c.point);
+          },
+          [self, sp](caf::error& e) { fail(self, *sp, error_text(self->system(), e)); });
+}
+
+void assign_and_start(caf::event_based_actor* self, coord_state& st) {
+  std::vector<int32_t> slots;
+  for (const node_info& n : st.nodes) slots.push_back(n.slots);
+  const std::vector<int32_t> node_of = assign_ranks(slots, st.world);
+  if (node_of.empty()) return;  // not enough slots yet
+  st.ranks.assign(static_cast<size_t>(st.world), rank_info{});
+  std::map<int32_t, std::vector<int32_t>> by_node;
+  for (int32_t r = 0; r < st.world; r++) {
+    st.ranks[static_cast<size_t>(r)].node = node_of[static_cast<size_t>(r)];
+    by_node[node_of[static_cast<size_t>(r)]].push_back(r);
+  }
+  st.ph = phase::starting;
+  for (const auto& [node, ranks] : by_node) {
+    std::string list;
+    for (int32_t r : ranks) list += (list.empty() ? "" : ", ") + std::to_string(r);
+    st.cfg.log->info("g{}: node '{}' runs rank(s) {}", st.generation, node_name(st, node), list);
+    self->send(st.nodes[static_cast<size_t>(node)].agent,
+               msg::start_workers{st.generation, st.world, ranks});
+  }
+}
+
+// All ranks reported step `step`: one line of metrics, the progress line, the log.
+void record_step(coord_state& st, int64_t step, const std::vector<msg::step_report>& reports) {
+  const config::run_spec& spec = st.cfg.spec;
+  double slowest = 0.0, sum_ms = 0.0, data_wait = 0.0, comm = 0.0, val_loss = -1.0;
+  for (const auto& r : reports) {
+    slowest = std::max(slowest, r.step_ms);
+    sum_ms += r.step_ms;
+    data_wait = std::max(data_wait, r.data_wait_ms);
+    comm += r.comm_ms;
+    if (r.val_loss >= 0) val_loss = r.val_loss;
+  }
+  const msg::step_report& r0 = reports.front();
+  const double n = static_cast<double>(reports.size());
+  st.end.train_seconds += slowest / 1e3;
+  st.end.train_tokens += r0.tokens;
+  st.end.final_loss = r0.loss;
+  st.end.steps = step;
+  if (val_loss >= 0) st.end.val_loss = val_loss;
+  config::json_object line;
+  line.add("step", step).add("loss", r0.loss).add("lr", r0.lr).add("grad_norm", r0.grad_norm)
+      .add("step_ms", slowest).add("step_ms_mean", sum_ms / n)
+      .add("tokens_per_s", static_cast<double>(r0.tokens) / (slowest / 1e3))
+      .add("generation", st.generation).add("world_size", int64_t{st.world})
+      .add("data_wait_ms", data_wait).add("comm_ms", comm / n);
+  if (val_loss >= 0) line.add("val_loss", val_loss);
+  st.metrics << line.str() << '\n';
+  st.metrics.flush();
+  const double tok_s = static_cast<double>(st.end.train_tokens) / st.end.train_seconds;
+  const double eta = st.end.train_seconds / static_cast<double>(step - st.end.start_step) *
+                     static_cast<double>(spec.run.steps - step);
+  const bool last = step == spec.run.steps;
+  if (st.cfg.tty) {
+    std::fprintf(stderr, "\rstep %lld/%lld | loss %.4f | %.1fk tok/s | %d rank%s | ETA %s   ",
+                 static_cast<long long>(step), static_cast<long long>(spec.run.steps), r0.loss,
+                 tok_s / 1e3, st.world, st.world == 1 ? "" : "s", format_duration(eta).c_str());
+    if (last) std::fprintf(stderr, "\n");
+  }
+  if (val_loss >= 0) {
+    if (st.cfg.tty) std::fprintf(stderr, "\n");
+    st.cfg.log->info("g{} step {}: loss {:.4f} val_loss {:.4f} lr {:.3e} grad_norm {:.3f}",
+                     st.generation, step, r0.loss, val_loss, r0.lr, r0.grad_norm);
+  } else if (!st.cfg.tty && step % st.log_every == 0) {
+    st.cfg.log->info("g{} step {}/{}: loss {:.4f} {:.0f} tok/s ETA {}", st.generation, step,
+                     spec.run.steps, r0.loss, tok_s, format_duration(eta));
+  }
+}
+
+void all_done(caf::event_based_actor* self, const state_ptr& sp) {
+  coord_state& st = *sp;
+  const msg::rank_done& lead = *st.ranks.front().done;
+  for (const rank_info& r : st.ranks) {
+    if (r.done->weights_sha256 != lead.weights_sha256) {
+      fail(self, st, fmt::format("rank {} ends with weights {} but rank 0 with {}: the ranks "
+                                 "disagree", &r - st.ranks.data(), r.done->weights_sha256,
+                                 lead.weights_sha256));
+      return;
+    }
+    st.end.blocked_ms += r.done->checkpoint_blocked_ms;
+  }
+  st.end.weights_sha256 = lead.weights_sha256;
+  st.end.initial_weights_sha256 = lead.initial_weights_sha256;
+  if (lead.val_loss >= 0) st.end.val_loss = lead.val_loss;
+  const bool finished = !lead.stopped;
+  self->request(st.cfg.catalog, std::chrono::minutes(10), msg::run_finished{lead.steps, finished})
+      .then(
+          [self, sp, finished, steps = lead.steps](const msg::catalog_counts& c) {
+            sp->end.counts = c;
+            sp->end.steps = steps;
+            if (!finished) sp->end.exit_code = 128 + sp->end.stop_signal;
+            end_run(self, *sp, false, finished ? "finished" : "stopped by a signal");
+          },
+          [self, sp](caf::error& e) { fail(self, *sp, error_text(self->system(), e)); });
+}
+
+caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config config) {
+  auto st = std::make_shared<coord_state>();
+  st->cfg = std::move(config);
+  st->world = static_cast<int32_t>(st->cfg.spec.parallel.ranks);
+  st->log_every = std::max<int64_t>(1, st->cfg.spec.run.steps / 20);
+  self->set_down_handler([self, st](const caf::down_msg& d) {
+    for (node_info& n : st->nodes) {
+      if (n.agent.address() != d.source || n.gone) continue;
+      n.gone = true;
+      if (st->ended) {
+        if (std::all_of(st->nodes.begin(), st->nodes.end(), [](const node_info& x) { return x.gone; })) {
+          st->cfg.done->set_value(st->end);
+          self->quit();
+        }
+      } else {
+        fail(self, *st, fmt::format("node '{}' was lost ({})", n.name, to_string(d.reason)));
+      }
+    }
+  });
+  self->send(self, tick_atom::value);
+  return {
+      [self, st](msg::node_hello& h) -> caf::result<msg::node_welcome> {
+        if (st->ph != phase::joining) {
+          return caf::make_error(caf::sec::runtime_error,
+                                 std::string("the run already has the nodes it needs"));
+        }
+        for (const node_info& n : st->nodes) {
+          if (n.name == h.name) {
+            return caf::make_error(caf::sec::runtime_error,
+                                   fmt::format("a node named '{}' already joined: give each "
+                                               "node agent its own --name", h.name));
+          }
+        }
+        if (h.slots < 1) {
+          return caf::make_error(caf::sec::runtime_error, std::string("a node needs --slots >= 1"));
+        }
+        const auto id = static_cast<int32_t>(st->nodes.size());
+        self->monitor(h.agent);
+        st->nodes.push_back({h.name, h.host, h.slots, h.agent, clock_type::now(), false});
+        st->cfg.log->info("node '{}' ({}, pid {}) joined with {} slot(s)", h.name, h.host, h.pid,
+                          h.slots);
+        self->send(self, tick_atom::value);  // assign once this reply is out
+        return msg::node_welcome{id, st->cfg.run_id, st->cfg.spec_toml_abs, st->cfg.state_dir};
+      },
+      [st](const msg::node_heartbeat& h) {
+        if (h.node_id >= 0 && h.node_id < static_cast<int32_t>(st->nodes.size())) {
+          st->nodes[static_cast<size_t>(h.node_id)].last_heard = clock_type::now();
+        }
+      },
+      [self, st](msg::worker_hello& h) -> caf::result<msg::worker_setup> {
+        if (h.generation != st->generation || h.rank < 0 || h.rank >= st->world ||
+            st->ranks.empty() || st->ranks[static_cast<size_t>(h.rank)].worker ||
+            st->ranks[static_cast<size_t>(h.rank)].node != h.node_id) {
+          st->cfg.log->warn("refused a worker claiming rank {} of generation {} on node {}",
+                            h.rank, h.generation, h.node_id);
+          return caf::make_error(caf::sec::runtime_error,
+                                 fmt::format("rank {} of generation {} on node {} is not "
+                                             "expected", h.rank, h.generation, h.node_id));
+        }
+        st->ranks[static_cast<size_t>(h.rank)].worker = h.worker;
+        self->monitor(h.worker);
+        return msg::worker_setup{st->generation, st->world, st->cfg.run_id, st->cfg.spec_toml_abs,
+                                 st->cfg.state_dir, st->cfg.checkpoint_root, st->cfg.catalog,
+                                 st->cfg.store};
+      },
+      [self, st](const msg::worker_ready& w) {
+        if (w.generation != st->generation || st->ph != phase::starting) return;
+        st->ranks[static_cast<size_t>(w.rank)].ready = true;
+        if (!std::all_of(st->ranks.begin(), st->ranks.end(), [](const rank_info& r) { return r.ready; })) return;
+        st->cfg.log->info("g{}: all {} rank(s) connected", st->generation, st->world);
+        if (st->cfg.resuming) {
+          pick_restore_point(self, st, -1);
+        } else {
+          start_training(self, st, 0);
+        }
+      },
+      [self, st](const msg::restore_result& r) {
+        if (r.generation != st->generation || st->ph != phase::restoring || r.step != st->restore_step) return;
+        st->restore_results.push_back(r);
+        if (static_cast<int32_t>(st->restore_results.size()) < st->world) return;
+        const auto bad = std::find_if(st->restore_results.begin(), st->restore_results.end(),
+                                      [](const msg::restore_result& x) { return !x.ok; });
+        if (bad == st->restore_results.end()) {
+          start_training(self, st, r.step);
+          return;
+        }
+        const auto corrupt = std::find_if(st->restore_results.begin(), st->restore_results.end(),
+                                          [](const msg::restore_result& x) { return x.corrupt; });
+        const msg::restore_result& why = corrupt != st->restore_results.end() ? *corrupt : *bad;
+        self->send(st->cfg.catalog, msg::restore_failed{r.step, why.corrupt, why.error});
+        pick_restore_point(self, st, r.step);
+      },
+      [st](const msg::step_report& r) {
+        if (r.generation != st->generation) return;
+        auto& reports = st->steps[r.step];
+        reports.push_back(r);
+        if (static_cast<int32_t>(reports.size()) < st->world) return;
+        record_step(*st, r.step, reports);
+        st->steps.erase(r.step);
+      },
+      [self, st](const msg::rank_done& d) -> bool {
+        if (d.generation != st->generation || d.rank < 0 || d.rank >= st->world) return false;
+        st->ranks[static_cast<size_t>(d.rank)].done = d;
+        if (std::all_of(st->ranks.begin(), st->ranks.end(), [](const rank_info& r) { return r.done.has_value(); })) {
+          all_done(self, st);
+        }
+        return true;
+      },
+      [self, st](const msg::rank_failed& f) -> bool {
+        if (f.generation != st->generation || f.rank < 0 || f.rank >= st->world) return false;
+        const int32_t node = st->ranks[static_cast<size_t>(f.rank)].node;
+        fail(self, *st, fmt::format("rank {} on node '{}' failed: {}", f.rank, node_name(*st, node),
+                                    f.error));
+        return true;
+      },
+      [self, st](const msg::worker_exited& e) {
+        if (e.generation != st->generation || e.rank < 0 || e.rank >= st->world) return;
+        const rank_info& r = st->ranks[static_cast<size_t>(e.rank)];
+        if (r.done && e.exit_code == 0) return;  // its work is done
+        if (st->ended) return;
+        const std::string how = e.signal != 0
+                                    ? fmt::format("was killed by signal {} ({})", e.signal, ::strsignal(e.signal))
+                                    : fmt::format("exited with code {}", e.exit_code);
+        fail(self, *st, fmt::format("rank {} on node '{}' (pid {}) {}", e.rank,
+                                    node_name(*st, e.node_id), e.pid, how));
+      },
+      [self, st](tick_atom) {
+        if (st->ended) return;
+        if (st->ph == phase::joining) assign_and_start(self, *st);
+        if (const int sig = stop_signal(); sig != 0 && st->end.stop_signal == 0) {
+          st->end.stop_signal = sig;
+          if (st->ph == phase::training) {
+            st->cfg.log->warn("g{}: signal {}: every rank finishes its step and saves it; a "
+                              "second signal ends the run at once", st->generation, sig);
+            st->ph = phase::stopping;
+            tell_workers(self, *st, msg::stop_training{st->generation, fmt::format("signal {}", sig)});
+          } else {
+            st->end.exit_code = 128 + sig;
+            st->cfg.log->warn("signal {} before training began: nothing was trained", sig);
+            end_run(self, *st, true, fmt::format("signal {}", sig));
+            return;
+          }
+        }
+        const auto now = clock_type::now();
+        for (const node_info& n : st->nodes) {
+          if (!n.gone && now - n.last_heard > k_heartbeat_timeout) {
+            fail(self, *st, fmt::format("node '{}' sent no heartbeat for {} s", n.name,
+                                        std::chrono::duration_cast<std::chrono::seconds>(now - n.last_heard).count()));
+            return;
+          }
+        }
+        self->delayed_send(self, k_tick, tick_atom::value);
+      },
+      [self, st](linger_atom) {
+        if (!st->ended) return;
+        st->cfg.log->warn("node agent(s) still connected {} s after the end; leaving them",
+                          std::chrono::duration_cast<std::chrono::seconds>(k_linger).count());
+        st->cfg.done->set_value(st->end);
+        self->quit();
+      },
+  };
+}
+
+// The spec as nodes and workers get it: every path absolute, resolved against this
+// process's working directory.
+config::run_spec with_absolute_paths(config::run_spec spec) {
+  const auto abs = [](std::string& p) {
+    if (!p.empty()) p = fs::absolute(p).lexically_normal().string();
+  };
+  abs(spec.data.train_shards);
+  abs(spec.data.val_shards);
+  abs(spec.model.init_from);
+  abs(spec.checkpoint.dir);
+  return spec;
+}
+
+}  // namespace
+
+std::string coordinator_addr_path(const std::string& state_dir) {
+  return state_dir + "/coordinator.addr";
+}
+
+int run_coordinator(const config::run_spec& spec, const coordinator_options& options) {
+  install_stop_handlers();
+  run_logger logger = make_run_logger("coordinator", spec.logging.level);
+  auto& log = logger.log;
+  std::printf("%s\n", config::format_spec_table(spec).c_str());
+  std::fflush(stdout);
+
+  // 1. Checks that need no state dir: the data.
+  const int64_t V = spec.model.vocab_size, T = spec.data.seq_len;
+  const auto train = engine::token_dataset::from_glob(spec.data.train_shards, V);
+  const auto val = engine::token_dataset::from_glob(spec.data.val_shards, V);
+  if (val.num_windows(T) < 1) {
+    LZ_THROW(data_error, "the validation shards (data.val_shards = \"{}\") hold {} tokens, "
+             "fewer than one sequence of data.seq_len + 1 = {}: prepare a larger validation "
+             "split (lazarus data prepare --val-fraction) or lower data.seq_len",
+             spec.data.val_shards, val.num_tokens(), T + 1);
+  }
+  {
+    const engine::train_batcher plan(train, spec.run.seed, T, spec.data.slots,
+                                     spec.data.micro_batch);
+    log->info("data: {} train tokens in {} shard(s), {} validation tokens; {} windows of {} "
+              "tokens per epoch, {} tokens per step ({:.2f} epochs in {} steps)",
+              train.num_tokens(), train.paths().size(), val.num_tokens(),
+              plan.plan().windows_per_epoch(), T, spec.data.slots * spec.data.micro_batch * T,
+              plan.plan().epoch_of(spec.run.steps), spec.run.steps);
+  }
+  const engine::gpt2_config model = engine::gpt2_config::from_spec(spec);
+  const int64_t P = engine::param_layout(model).total();
+
+  // 2. The state dir: every check that can refuse this start; nothing is written.
+  auto state = std::make_shared<run_state>(run_state::inspect(
+      spec, options.state_dir, engine::data_fingerprint(train), options.start, *log));
+  if (state->resuming()) {
+    const auto finished = state->catalog().meta(k_meta_finished_steps);
+    if (finished && *finished == std::to_string(spec.run.steps)) {
+      log->info("the run in '{}' trained all {} steps already (summary.json has its result); "
+                "raise run.steps to train it further", state->state_dir(), spec.run.steps);
+      return 0;
+    }
+  } else {
+    state->begin(spec);  // a new run: nothing to restore, so the start is accepted
+  }
+  const std::string dir = state->state_dir();
+  log->info("model: {} parameters (L {} C {} NH {} Vp {}), {} rank(s) over {} node(s), "
+            "{} thread(s) per rank", P, spec.model.layers, spec.model.channels,
+            spec.model.heads, model.padded_vocab_size, spec.parallel.ranks,
+            spec.parallel.nodes, spec.parallel.threads_per_rank);
+
+  // 3. The actors, and the address the nodes join.
+  caf_runtime runtime({});
+  caf::actor_system& sys = runtime.system();
+  const caf::actor store = sys.spawn(store_actor);
+  const caf::actor catalog = sys.spawn<caf::detached>(
+      catalog_actor, catalog_actor_config{spec, state, {model_descriptor(model), P}, log});
+  auto done = std::make_shared<std::promise<run_end>>();
+  auto finished = done->get_future();
+  bool accepted = false;
+  coordinator_config cfg{
+      .spec = spec,
+      .spec_toml_abs = config::format_spec_toml(with_absolute_paths(spec)),
+      .state_dir = dir,
+      .checkpoint_root = state->checkpoint_root(),
+      .run_id = state->run_id(),
+      .resuming = state->resuming(),
+      .tty = options.progress && ::isatty(STDERR_FILENO) == 1,
+      .catalog = catalog,
+      .store = store,
+      .log = log,
+      .on_accepted = [&logger, &spec, &accepted, dir] {
+        attach_log_file(logger, log_path(dir), "lazarus coordinator");
+        write_text_file(spec_path(dir), config::format_spec_toml(spec));
+        accepted = true;
+      },
+      .done = done};
+  const caf::actor coordinator = sys.spawn(coordinator_actor, cfg);
+  const host_port listen = parse_host_port(options.listen, "--listen");
+  auto port = sys.middleman().publish(coordinator, listen.port, listen.host.c_str(), true);
+  if (!port) {
+    caf::anon_send_exit(coordinator, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(catalog, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(store, caf::exit_reason::user_shutdown);
+    LZ_THROW(io_error, "cannot listen on {}: {}; pick another --listen address or port",
+             options.listen, sys.render(port.error()));
+  }
+  const std::string address = fmt::format("{}:{}", listen.host, *port);
+  write_text_file(coordinator_addr_path(dir), address + "\n");
+  log->info("coordinator of run {} listening on {} for {} rank(s); join with: lazarus node "
+            "--join {}", state->run_id(), address, spec.parallel.ranks, address);
+  if (options.ready_fd >= 0) {
+    const std::string line = address + "\n";
+    if (::write(options.ready_fd, line.data(), line.size()) < 0) {
+      log->warn("cannot tell the launcher the address: {}", std::strerror(errno));
+    }
+    ::close(options.ready_fd);
+  }
+
+  // 4. The run, until the coordinator actor says how it ended.
+  const run_end end = finished.get();
+  caf::anon_send_exit(catalog, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(store, caf::exit_reason::user_shutdown);
+  std::error_code ec;
+  fs::remove(coordinator_addr_path(dir), ec);
+  if (end.exit_code == 1) return 1;
+  if (end.stop_signal != 0) {
+    if (options.progress && ::isatty(STDERR_FILENO) == 1) std::fprintf(stderr, "\n");
+    log->warn("g0 step {}: stopped by signal {}{}; run the same command to resume", end.steps,
+              end.stop_signal,
+              spec.checkpoint.every_steps > 0 ? " after saving this step"
+                                              : " (checkpoint.every_steps = 0: nothing saved)");
+    return 128 + end.stop_signal;
+  }
+
+  // 5. Results (every rank holds the same weights; rank 0 wrote the model and the sample)
+  const double tok_s = end.train_seconds > 0
+                           ? static_cast<double>(end.train_tokens) / end.train_seconds : 0.0;
+  config::json_object summary;
+  summary.add("name", spec.run.name).add("run_id", end.run_id).add("steps", end.steps)
+      .add("final_loss", end.final_loss).add("val_loss", end.val_loss)
+      .add("tokens_per_s", tok_s).add("train_seconds", end.train_seconds)
+      .add("num_params", P).add("world_size", spec.parallel.ranks)
+      .add("nodes", spec.parallel.nodes).add("reduction", spec.parallel.reduction)
+      .add("threads", spec.parallel.threads_per_rank)
+      .add("resumed_from_step", end.start_step).add("checkpoints_committed", end.counts.committed)
+      .add("checkpoints_failed", end.counts.failed)
+      .add("checkpoint_blocked_ms", end.counts.blocked_ms + end.blocked_ms)
+      .add("initial_weights_sha256", end.initial_weights_sha256)
+      .add("weights_sha256", end.weights_sha256);
+  write_text_file(summary_path(dir), summary.str() + "\n");
+  log->info("done: {} steps, loss {:.4f}, val_loss {:.4f}, {:.0f} tok/s, weights sha256 {}",
+            end.steps, end.final_loss, end.val_loss, tok_s, end.weights_sha256);
+  if (spec.run.sample_tokens > 0 && V == 256) {
+    std::ifstream in(sample_path(dir));
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::printf("--- sample (%lld tokens, temperature %.2f) ---\n%s\n---\n",
+                static_cast<long long>(spec.run.sample_tokens), spec.run.sample_temperature,
+                text.c_str());
+  }
+  std::printf("%s\n", summary.str().c_str());
+  (void)accepted;
+  return 0;
+}
+
+}  // namespace lz::actors

@@ -1,0 +1,329 @@
+// worker.cpp: `lazarus worker` (see worker.hpp).
+#include "actors/worker.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <variant>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "actors/caf_runtime.hpp"
+#include "actors/data_feeder.hpp"
+#include "actors/messages.hpp"
+#include "actors/model_descriptor.hpp"
+#include "actors/process_util.hpp"
+#include "actors/rank_session.hpp"
+#include "actors/remote_committer.hpp"
+#include "actors/run_files.hpp"
+#include "actors/run_outputs.hpp"
+#include "actors/store_actor.hpp"
+#include "checkpoint/fault_hook.hpp"
+#include "checkpoint/llmc_format.hpp"
+#include "checkpoint/restore.hpp"
+#include "config/run_spec.hpp"
+#include "engine/digest.hpp"
+#include "engine/gloo_communicator.hpp"
+#include "engine/sample.hpp"
+#include "engine/timed_communicator.hpp"
+
+namespace lz::actors {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+constexpr auto k_control_timeout = std::chrono::minutes(30);  // no word from the coordinator
+
+struct coordinator_lost {
+  std::string why;
+};
+using control = std::variant<msg::restore_from, msg::begin_training, coordinator_lost>;
+
+// What the rank worker actor hands to the step thread, in order.
+class control_inbox {
+public:
+  void push(control c) {
+    {
+      std::lock_guard lock(mutex_);
+      items_.push_back(std::move(c));
+    }
+    changed_.notify_all();
+  }
+  control pop(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    if (!changed_.wait_for(lock, timeout, [&] { return !items_.empty(); })) {
+      return coordinator_lost{fmt::format("no word from the coordinator within {} s",
+                                          std::chrono::duration_cast<std::chrono::seconds>(timeout).count())};
+    }
+    control c = std::move(items_.front());
+    items_.pop_front();
+    return c;
+  }
+
+private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<control> items_;
+};
+
+struct worker_shared {
+  control_inbox inbox;
+  std::atomic<bool> stop{false};
+  std::atomic<engine::communicator*> comm{nullptr};  // aborted when the coordinator is lost
+  int64_t generation = 0;
+};
+
+// The rank worker actor: the coordinator's control messages, answered at once.
+caf::behavior rank_worker(caf::event_based_actor* self, std::shared_ptr<worker_shared> sh,
+                          caf::actor coordinator, std::shared_ptr<spdlog::logger> log) {
+  self->monitor(coordinator);
+  self->set_down_handler([sh, log](const caf::down_msg& d) {
+    const std::string why = "the coordinator is gone (" + to_string(d.reason) + ")";
+    log->error("{}", why);
+    sh->stop = true;
+    if (auto* c = sh->comm.load()) c->abort();
+    sh->inbox.push(coordinator_lost{why});
+  });
+  const auto current = [sh, log](int64_t g, const char* what) {
+    if (g == sh->generation) return true;
+    log->debug("dropped {} of generation {} (this rank is in {})", what, g, sh->generation);
+    return false;
+  };
+  return {
+      [sh, current](msg::restore_from& r) {
+        if (current(r.generation, "restore_from")) sh->inbox.push(std::move(r));
+      },
+      [sh, current](msg::begin_training& b) {
+        if (current(b.generation, "begin_training")) sh->inbox.push(b);
+      },
+      [sh, current, log](const msg::stop_training& s) {
+        if (!current(s.generation, "stop_training")) return;
+        log->info("stop asked ({}): stopping after this step", s.reason);
+        sh->stop = true;
+      },
+  };
+}
+
+// This rank's ranges of checkpoint `r`: the whole parameter vector and its own moments.
+msg::restore_result load_ranges(rank_session& session, const msg::restore_from& r,
+                                const std::string& root, const checkpoint::restore_expectation& expect) {
+  msg::restore_result out{r.generation, session.rank(), r.step, false, false, ""};
+  checkpoint::checkpoint_record record;
+  record.step = r.step;
+  record.generation = r.ckpt_generation;
+  record.world_size = r.world_size;
+  record.dir = r.dir;
+  for (const auto& s : r.shards) {
+    record.shards.push_back({s.rank, s.file, s.bytes, s.header_xxh3, {s.range_begin, s.range_end}});
+  }
+  try {
+    checkpoint::shard_set set = checkpoint::open_checkpoint(record, root);
+    checkpoint::check_expectation(set, root, expect);
+    for (const auto& t : session.restore_targets()) set.read(t.name, t.range, t.out);
+    out.ok = true;
+  } catch (const checkpoint::corrupt_shard& e) {
+    out.corrupt = true;
+    out.error = fmt::format("shard '{}' tensor '{}': {}", e.path(), e.tensor(), e.what());
+  } catch (const lz::error& e) {
+    out.error = e.what();
+  }
+  return out;
+}
+
+struct loop_result {
+  int64_t steps = 0;
+  bool stopped = false;
+  double val_loss = NAN;
+};
+
+// The training loop of this rank, from `start_step` on: every rank steps together; rank 0
+// evaluates; every rank saves its part of each checkpoint; a stop asked of any rank stops
+// all of them at the same step boundary, after saving that step.
+loop_result train(rank_session& session, const config::run_spec& spec, int64_t start_step,
+                  const engine::token_dataset* val, const worker_shared& sh,
+                  const engine::timed_communicator& comm, const feeder_batches& feeder,
+                  const caf::actor& coordinator, spdlog::logger& log) {
+  const bool lead = session.rank() == 0;
+  const int64_t B = spec.data.micro_batch, T = spec.data.seq_len;
+  loop_result out;
+  out.steps = start_step;
+  for (int64_t step = start_step; step < spec.run.steps; step++) {
+    const auto t0 = clock_type::now();
+    const double comm0 = comm.busy_ms(), data0 = feeder.wait_ms();
+    const engine::step_result r = session.step(step);
+    if (r.discarded) {  // every rank sees the same loss and norm, so every rank stops here
+      LZ_THROW(lz::error, "{}: the step is discarded and the run stops; lower optimizer.lr or "
+               "raise optimizer.warmup_steps, then run the same command to resume", r.why);
+    }
+    const double step_ms = std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
+    const bool last = step + 1 == spec.run.steps;
+    msg::step_report report{sh.generation, session.rank(), step + 1, r.loss, r.lr, r.grad_norm,
+                            step_ms, feeder.wait_ms() - data0, comm.busy_ms() - comm0, r.tokens,
+                            -1.0};
+    if (lead && val != nullptr &&
+        (last || (spec.run.val_every_steps > 0 && (step + 1) % spec.run.val_every_steps == 0))) {
+      const auto stop = [&] {
+        checkpoint::fault_point("eval.batch", step + 1);
+        return sh.stop.load();
+      };
+      out.val_loss = engine::evaluate(session.model(), *val, spec.run.val_batches, B, T, stop)
+                         .value_or(NAN);
+      if (!std::isnan(out.val_loss)) report.val_loss = out.val_loss;
+    }
+    caf::anon_send(coordinator, report);
+    out.steps = step + 1;
+    checkpoint::fault_point("train.after_step", step + 1, session.rank());
+    bool saved = false;
+    if (spec.checkpoint.every_steps > 0 && (step + 1) % spec.checkpoint.every_steps == 0) {
+      session.save_after(step + 1, last);
+      saved = true;
+    }
+    if (last) break;
+    if (session.any_rank_stops(sh.stop.load())) {
+      session.finish_open_snapshot();  // no update will fill it: a copy does
+      if (spec.checkpoint.every_steps > 0 && !saved) session.save_after(step + 1, true);
+      out.stopped = true;
+      break;
+    }
+  }
+  session.wait_checkpoint_idle();
+  (void)log;
+  return out;
+}
+
+// Sends `m` and waits (at most 30 s) for the coordinator to acknowledge it, so that the
+// last words of this process are not lost in its exit.
+template <class M>
+void tell_and_wait(caf::actor_system& sys, const caf::actor& coordinator, const M& m,
+                   spdlog::logger& log) {
+  caf::scoped_actor self{sys};
+  self->request(coordinator, std::chrono::seconds(30), m)
+      .receive([](bool) {},
+               [&](caf::error& e) { log.warn("the coordinator did not acknowledge: {}", sys.render(e)); });
+}
+
+}  // namespace
+
+int run_worker(const worker_options& options) {
+  ::signal(SIGINT, SIG_IGN);  // the coordinator decides how the run stops
+  ::signal(SIGTERM, SIG_IGN);
+  die_with_parent();
+  auto log = spdlog::stderr_color_mt(fmt::format("rank{}", options.rank));
+  log->set_pattern("%Y-%m-%d %H:%M:%S.%e %n %^%l%$ %v");
+  log->flush_on(spdlog::level::warn);
+  caf_runtime runtime({});
+  caf::actor_system& sys = runtime.system();
+  const caf::actor coordinator = connect_remote(
+      sys, parse_host_port(options.coordinator, "--coordinator"), std::chrono::seconds(30),
+      "coordinator");
+  auto sh = std::make_shared<worker_shared>();
+  sh->generation = options.generation;
+  const caf::actor self_actor = sys.spawn(rank_worker, sh, coordinator, log);
+
+  // 1. hello: the run's spec and where everything is
+  msg::worker_setup setup;
+  {
+    caf::scoped_actor self{sys};
+    std::string failure;
+    self->request(coordinator, std::chrono::seconds(60),
+                  msg::worker_hello{options.generation, options.rank, options.node_id,
+                                    static_cast<int32_t>(::getpid()), self_actor})
+        .receive([&](msg::worker_setup& s) { setup = std::move(s); },
+                 [&](caf::error& e) { failure = error_text(sys, e); });
+    if (!failure.empty()) {
+      log->error("the coordinator refused rank {} of generation {}: {}", options.rank,
+                 options.generation, failure);
+      caf::anon_send_exit(self_actor, caf::exit_reason::user_shutdown);
+      return 1;
+    }
+  }
+  const config::run_spec spec = config::parse_spec(setup.spec_toml, "the coordinator's spec");
+  log->set_level(spdlog::level::from_str(spec.logging.level));
+  int exit_code = 0;
+  try {
+    // 2. the communicator of this generation, the data feeder and the session
+    remote_store store(sys, setup.store);
+    const auto timeout = std::chrono::minutes(10);  // a stuck peer ends the run, never hangs it
+    engine::timed_communicator comm(engine::connect_gloo(
+        store, options.rank, setup.world, setup.generation, {.host = options.host, .timeout = timeout}));
+    sh->comm = &comm;
+    const engine::slot_node slots = engine::slot_range(spec.data.slots, setup.world, options.rank);
+    const caf::actor feeder = connect_remote(sys, {"127.0.0.1", options.feeder_port},
+                                             std::chrono::seconds(30), "node's data feeder");
+    feeder_batches batches(sys, feeder, slots.begin, slots.end, spec.data.micro_batch,
+                           spec.data.seq_len, 2, timeout);
+    rank_session session(spec, comm, batches, log);
+    session.backend().use_in_this_thread();
+    std::optional<engine::token_dataset> val;
+    if (options.rank == 0) val.emplace(engine::token_dataset::from_glob(spec.data.val_shards, spec.model.vocab_size));
+    remote_committer committer(sys, setup.catalog, setup.checkpoint_root, setup.generation,
+                               std::chrono::minutes(10));
+    session.attach_checkpointer(committer, {.async = spec.checkpoint.async}, setup.run_id,
+                                setup.generation);
+    caf::anon_send(coordinator, msg::worker_ready{setup.generation, options.rank});
+    const checkpoint::restore_expectation expect{model_descriptor(session.model().config()),
+                                                 session.model().num_params()};
+
+    // 3. restore (as often as the coordinator picks a checkpoint), then train
+    bool restored = false;
+    for (;;) {
+      control c = sh->inbox.pop(k_control_timeout);
+      if (auto* lost = std::get_if<coordinator_lost>(&c)) LZ_THROW(io_error, "{}", lost->why);
+      if (auto* r = std::get_if<msg::restore_from>(&c)) {
+        const msg::restore_result res = load_ranges(session, *r, setup.checkpoint_root, expect);
+        restored = res.ok;
+        caf::anon_send(coordinator, res);
+        continue;
+      }
+      const auto& begin = std::get<msg::begin_training>(c);
+      if (begin.start_step == 0 || !restored) session.init_weights();
+      const int64_t P = session.model().num_params();
+      const std::string initial_sha = engine::sha256_hex(session.model().params(),
+                                                         static_cast<size_t>(P) * sizeof(float));
+      const loop_result done = train(session, spec, begin.start_step, val ? &*val : nullptr, *sh,
+                                     comm, batches, coordinator, *log);
+      msg::rank_done report{setup.generation, options.rank, done.steps, done.stopped, "",
+                            session.checkpoint_stats().blocked_ms, -1.0, initial_sha};
+      report.weights_sha256 = engine::sha256_hex(session.model().params(),
+                                                 static_cast<size_t>(P) * sizeof(float));
+      if (options.rank == 0 && !done.stopped) {  // rank 0 alone writes the model and a sample
+        double val_loss = done.val_loss;
+        if (std::isnan(val_loss) && val) {
+          val_loss = engine::evaluate(session.model(), *val, spec.run.val_batches,
+                                      spec.data.micro_batch, spec.data.seq_len,
+                                      [&] { return sh->stop.load(); }).value_or(NAN);
+        }
+        if (!std::isnan(val_loss)) report.val_loss = val_loss;
+        checkpoint::write_llmc_model(final_model_path(setup.state_dir),
+                                     llmc_header_of(session.model().config()),
+                                     session.model().params(), P);
+        if (spec.run.sample_tokens > 0 && spec.model.vocab_size == 256) {
+          write_text_file(sample_path(setup.state_dir),
+                          engine::sample_text(session.model(), "And ", spec.run.sample_tokens,
+                                              spec.run.sample_temperature, spec.run.seed));
+        }
+      }
+      session.detach_checkpointer();
+      tell_and_wait(sys, coordinator, report, *log);
+      break;
+    }
+  } catch (const std::exception& e) {
+    log->error("rank {}: {}", options.rank, e.what());
+    tell_and_wait(sys, coordinator, msg::rank_failed{options.generation, options.rank, -1, e.what()},
+                  *log);
+    exit_code = 1;
+  }
+  sh->comm = nullptr;
+  caf::anon_send_exit(self_actor, caf::exit_reason::user_shutdown);
+  return exit_code;
+}
+
+}  // namespace lz::actors
