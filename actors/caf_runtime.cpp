@@ -13,6 +13,9 @@ caf_runtime::caf_runtime(const caf_options& options) {
   config_.set("middleman.heartbeat-interval", caf::timespan{options.heartbeat_interval});
   config_.set("middleman.connection-timeout", caf::timespan{options.connection_timeout});
   config_.set("scheduler.max-threads", static_cast<size_t>(options.worker_threads));
+  // Idle scheduler threads sleep on a condition variable instead of polling: a rank's
+  // process must leave its cores to training.
+  config_.set("scheduler.policy", caf::atom("sharing"));
   config_.set("logger.verbosity", caf::atom("quiet"));
   system_ = std::make_unique<caf::actor_system>(config_);
 }

@@ -267,11 +267,13 @@ void all_done(caf::event_based_actor* self, const state_ptr& sp) {
       return;
     }
     st.end.blocked_ms += r.done->checkpoint_blocked_ms;
+    if (r.done->stopped && st.end.stop_signal == 0) st.end.stop_signal = r.done->stop_signal;
   }
   st.end.weights_sha256 = lead.weights_sha256;
   st.end.initial_weights_sha256 = lead.initial_weights_sha256;
   if (lead.val_loss >= 0) st.end.val_loss = lead.val_loss;
   const bool finished = !lead.stopped;
+  if (!finished && st.end.stop_signal == 0) st.end.stop_signal = stop_signal() != 0 ? stop_signal() : SIGTERM;
   self->request(st.cfg.catalog, std::chrono::minutes(10), msg::run_finished{lead.steps, finished})
       .then(
           [self, sp, finished, steps = lead.steps](const msg::catalog_counts& c) {
@@ -534,7 +536,7 @@ int run_coordinator(const config::run_spec& spec, const coordinator_options& opt
       .store = store,
       .log = log,
       .on_accepted = [&logger, &spec, &accepted, dir] {
-        attach_log_file(logger, log_path(dir), "lazarus coordinator");
+        attach_log_file(logger, log_path(dir), "lazarus run");
         write_text_file(spec_path(dir), config::format_spec_toml(spec));
         accepted = true;
       },
@@ -568,7 +570,7 @@ int run_coordinator(const config::run_spec& spec, const coordinator_options& opt
   std::error_code ec;
   fs::remove(coordinator_addr_path(dir), ec);
   if (end.exit_code == 1) return 1;
-  if (end.stop_signal != 0) {
+  if (end.exit_code > 128) {
     if (options.progress && ::isatty(STDERR_FILENO) == 1) std::fprintf(stderr, "\n");
     log->warn("g0 step {}: stopped by signal {}{}; run the same command to resume", end.steps,
               end.stop_signal,

@@ -154,6 +154,7 @@ struct rank_done {
   double checkpoint_blocked_ms = 0.0;
   double val_loss = -1.0;     // rank 0, after the last step
   std::string initial_weights_sha256;  // rank 0: the weights it started training from
+  int32_t stop_signal = 0;    // the signal this worker itself got (SIGTERM), when it stopped
 };
 
 struct rank_failed {
@@ -326,7 +327,8 @@ typename F::result_type inspect(F& f, step_report& x) {
 template <class F>
 typename F::result_type inspect(F& f, rank_done& x) {
   return f(caf::meta::type_name("rank_done"), x.generation, x.rank, x.steps, x.stopped,
-           x.weights_sha256, x.checkpoint_blocked_ms, x.val_loss, x.initial_weights_sha256);
+           x.weights_sha256, x.checkpoint_blocked_ms, x.val_loss, x.initial_weights_sha256,
+           x.stop_signal);
 }
 template <class F>
 typename F::result_type inspect(F& f, rank_failed& x) {

@@ -25,6 +25,7 @@
 #include "actors/remote_committer.hpp"
 #include "actors/run_files.hpp"
 #include "actors/run_outputs.hpp"
+#include "actors/stop_signal.hpp"
 #include "actors/store_actor.hpp"
 #include "checkpoint/fault_hook.hpp"
 #include "checkpoint/llmc_format.hpp"
@@ -79,6 +80,8 @@ struct worker_shared {
   std::atomic<bool> stop{false};
   std::atomic<engine::communicator*> comm{nullptr};  // aborted when the coordinator is lost
   int64_t generation = 0;
+  // A stop asked of this rank: by the coordinator, or by a SIGTERM to this process.
+  bool stop_asked() const { return stop.load() || stop_signal() != 0; }
 };
 
 // The rank worker actor: the coordinator's control messages, answered at once.
@@ -172,7 +175,7 @@ loop_result train(rank_session& session, const config::run_spec& spec, int64_t s
         (last || (spec.run.val_every_steps > 0 && (step + 1) % spec.run.val_every_steps == 0))) {
       const auto stop = [&] {
         checkpoint::fault_point("eval.batch", step + 1);
-        return sh.stop.load();
+        return sh.stop_asked();
       };
       out.val_loss = engine::evaluate(session.model(), *val, spec.run.val_batches, B, T, stop)
                          .value_or(NAN);
@@ -187,7 +190,7 @@ loop_result train(rank_session& session, const config::run_spec& spec, int64_t s
       saved = true;
     }
     if (last) break;
-    if (session.any_rank_stops(sh.stop.load())) {
+    if (session.any_rank_stops(sh.stop_asked())) {
       session.finish_open_snapshot();  // no update will fill it: a copy does
       if (spec.checkpoint.every_steps > 0 && !saved) session.save_after(step + 1, true);
       out.stopped = true;
@@ -213,8 +216,11 @@ void tell_and_wait(caf::actor_system& sys, const caf::actor& coordinator, const 
 }  // namespace
 
 int run_worker(const worker_options& options) {
-  ::signal(SIGINT, SIG_IGN);  // the coordinator decides how the run stops
-  ::signal(SIGTERM, SIG_IGN);
+  // A terminal's Ctrl-C reaches the whole process group: the coordinator decides how the
+  // run stops. A SIGTERM sent to this worker alone (a scheduler stopping its container)
+  // makes this rank ask every rank to stop at the next step boundary, after saving it.
+  install_stop_handlers();
+  ::signal(SIGINT, SIG_IGN);
   die_with_parent();
   auto log = spdlog::stderr_color_mt(fmt::format("rank{}", options.rank));
   log->set_pattern("%Y-%m-%d %H:%M:%S.%e %n %^%l%$ %v");
@@ -291,7 +297,8 @@ int run_worker(const worker_options& options) {
       const loop_result done = train(session, spec, begin.start_step, val ? &*val : nullptr, *sh,
                                      comm, batches, coordinator, *log);
       msg::rank_done report{setup.generation, options.rank, done.steps, done.stopped, "",
-                            session.checkpoint_stats().blocked_ms, -1.0, initial_sha};
+                            session.checkpoint_stats().blocked_ms, -1.0, initial_sha,
+                            stop_signal()};
       report.weights_sha256 = engine::sha256_hex(session.model().params(),
                                                  static_cast<size_t>(P) * sizeof(float));
       if (options.rank == 0 && !done.stopped) {  // rank 0 alone writes the model and a sample
@@ -299,7 +306,7 @@ int run_worker(const worker_options& options) {
         if (std::isnan(val_loss) && val) {
           val_loss = engine::evaluate(session.model(), *val, spec.run.val_batches,
                                       spec.data.micro_batch, spec.data.seq_len,
-                                      [&] { return sh->stop.load(); }).value_or(NAN);
+                                      [&] { return sh->stop_asked(); }).value_or(NAN);
         }
         if (!std::isnan(val_loss)) report.val_loss = val_loss;
         checkpoint::write_llmc_model(final_model_path(setup.state_dir),

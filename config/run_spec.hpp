@@ -66,7 +66,7 @@ struct parallel_section {
   int64_t nodes = 1;                  // node agents the ranks are spread over
   int64_t threads_per_rank = 2;       // CPU threads per rank (OpenMP)
   std::string reduction = "exact";    // "exact": the same weights on any number of ranks
-  std::string communicator = "inproc";  // ranks of one process: "inproc" or "gloo" (TCP)
+  std::string communicator = "gloo";  // how rank processes talk: "gloo" (TCP)
 
   bool operator==(const parallel_section&) const = default;
 };

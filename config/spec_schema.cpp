@@ -134,7 +134,7 @@ constexpr spec_key keys[] = {
               "communicator's own sum, reproducible at a fixed world size only",
               may_change, "how the gradient is summed; a change alters the result from then on"),
   LZ_SPEC_KEY(parallel, communicator,
-              "ranks in one process talk \"inproc\" (shared memory) or \"gloo\" (TCP, loopback)",
+              "how the rank processes talk: \"gloo\" (TCP)",
               may_change, "how ranks talk, not what they compute"),
 
   LZ_SPEC_KEY(checkpoint, every_steps, "save every N steps (0: never)",

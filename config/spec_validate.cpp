@@ -216,10 +216,13 @@ void check_parallel(const parallel_section& parallel, rule_book& rules) {
                 "parallel.reduction",
                 fmt::format("unknown reduction \"{}\": use \"exact\" (the same weights on "
                             "any number of ranks) or \"fast\"", parallel.reduction));
-  rules.require(parallel.communicator == "inproc" || parallel.communicator == "gloo",
-                "parallel.communicator",
-                fmt::format("unknown communicator \"{}\": use \"inproc\" or \"gloo\"",
-                            parallel.communicator));
+  rules.require(parallel.communicator == "gloo", "parallel.communicator",
+                parallel.communicator == "inproc"
+                    ? std::string("\"inproc\" connects ranks that are threads of one process, "
+                                  "but the ranks of a run are processes of their own: use "
+                                  "\"gloo\"")
+                    : fmt::format("unknown communicator \"{}\": use \"gloo\"",
+                                  parallel.communicator));
 }
 
 void check_checkpoint(const checkpoint_section& checkpoint, rule_book& rules) {

@@ -1,0 +1,165 @@
+// The distributed runtime end to end: a coordinator, node agents and workers as separate
+// processes over loopback, started the way a cluster starts them or by `lazarus run`;
+// Ctrl-C, a killed worker and a finished run.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "tests/cli/cli_support.hpp"
+#include "tests/cli/process_support.hpp"
+
+namespace {
+
+using lz::test::json_field;
+using lz::test::lazarus_process;
+using lz::test::read_file;
+using lz::test::run_lazarus;
+using namespace std::chrono_literals;
+
+// The spec of these tests, as --set arguments (a vector for spawned processes).
+std::vector<std::string> spec_sets(int steps, int ranks, int nodes) {
+  const std::string data = std::string(LZ_TESTDATA) + "/kjv";
+  std::vector<std::string> out;
+  for (const std::string& kv :
+       {"data.train_shards=" + data + "/train_*.bin", "data.val_shards=" + data + "/val_*.bin",
+        "run.steps=" + std::to_string(steps), "parallel.ranks=" + std::to_string(ranks),
+        "parallel.nodes=" + std::to_string(nodes), std::string("data.seq_len=64"),
+        std::string("data.slots=4"), std::string("parallel.threads_per_rank=1"),
+        std::string("run.val_every_steps=0"), std::string("run.val_batches=2"),
+        std::string("run.sample_tokens=0"), std::string("checkpoint.every_steps=5")}) {
+    out.insert(out.end(), {"--set", kv});
+  }
+  return out;
+}
+
+std::string joined(const std::vector<std::string>& args) {
+  std::string s;
+  for (const auto& a : args) s += " '" + a + "'";
+  return s;
+}
+
+std::string sha_of(const std::string& dir) {
+  return json_field(read_file(dir + "/summary.json"), "weights_sha256");
+}
+
+// `lazarus run` of the spec in `dir`; the sha of its weights.
+std::string run_sha(const std::string& dir, int steps, int ranks, int nodes = 1) {
+  const auto r = run_lazarus("run --no-progress --state-dir " + dir +
+                                 joined(spec_sets(steps, ranks, nodes)), dir);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return sha_of(dir);
+}
+
+std::string tag_of(const std::string& name) { return "LAZARUS_TEST_TAG=" + name; }
+
+TEST(cluster, separate_commands_train_the_same_weights_as_lazarus_run) {
+  const std::string dir = lz::test::test_dir("cluster-by-hand");
+  int ready[2];
+  ASSERT_EQ(::pipe2(ready, O_CLOEXEC), 0);
+  std::vector<std::string> args{"coordinator", "--no-progress", "--state-dir", dir + "/state",
+                                "--listen", "127.0.0.1:0", "--ready-fd", std::to_string(ready[1])};
+  const auto sets = spec_sets(12, 4, 2);
+  args.insert(args.end(), sets.begin(), sets.end());
+  lazarus_process coordinator(args, {tag_of("by-hand")}, ready[1]);
+  ::close(ready[1]);
+  std::string address;
+  char c = 0;
+  while (::read(ready[0], &c, 1) == 1 && c != '\n') address += c;  // EOF if it exits first
+  ::close(ready[0]);
+  ASSERT_FALSE(address.empty()) << coordinator.output();
+  EXPECT_EQ(read_file(dir + "/state/coordinator.addr"), address + "\n");
+  lazarus_process a({"node", "--join", address, "--slots", "2", "--name", "alpha"}, {tag_of("by-hand")});
+  lazarus_process b({"node", "--join", address, "--slots", "2", "--name", "beta"}, {tag_of("by-hand")});
+  ASSERT_EQ(coordinator.wait(180s), 0) << coordinator.output();
+  EXPECT_EQ(a.wait(30s), 0) << a.output();
+  EXPECT_EQ(b.wait(30s), 0) << b.output();
+  EXPECT_NE(coordinator.output().find("node 'beta' runs rank(s) 2, 3"), std::string::npos)
+      << coordinator.output();
+  EXPECT_FALSE(std::filesystem::exists(dir + "/state/coordinator.addr"));
+  EXPECT_TRUE(lz::test::tagged_processes(tag_of("by-hand")).empty());
+  const std::string summary = read_file(dir + "/state/summary.json");
+  EXPECT_EQ(json_field(summary, "world_size"), "4");
+  EXPECT_EQ(json_field(summary, "checkpoints_committed"), "2") << summary;
+  const std::string sha = sha_of(dir + "/state");
+  ASSERT_EQ(sha.size(), 64u);
+  EXPECT_EQ(sha, run_sha(lz::test::test_dir("cluster-by-hand-ref"), 12, 1))
+      << "four ranks on two hand-started nodes against one rank in lazarus run";
+  // the metrics say how wide the world was and how slow its slowest rank
+  const std::string metrics = read_file(dir + "/state/metrics.jsonl");
+  EXPECT_NE(metrics.find("\"world_size\":4"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\"step_ms_mean\":"), std::string::npos) << metrics;
+}
+
+TEST(cluster, lazarus_run_on_two_nodes_matches_one_rank) {
+  EXPECT_EQ(run_sha(lz::test::test_dir("cluster-two-nodes"), 8, 3, 2),
+            run_sha(lz::test::test_dir("cluster-two-nodes-ref"), 8, 1));
+}
+
+TEST(cluster, ctrl_c_saves_the_current_step_ends_every_process_and_resumes) {
+  const std::string dir = lz::test::test_dir("cluster-ctrl-c");
+  std::vector<std::string> args{"run", "--no-progress", "--state-dir", dir};
+  const auto sets = spec_sets(40, 2, 2);
+  args.insert(args.end(), sets.begin(), sets.end());
+  {
+    lazarus_process run(args, {tag_of("ctrl-c")});
+    ASSERT_TRUE(run.read_until("step 12/40", 120s)) << run.output();
+    ::kill(run.pid(), SIGINT);
+    EXPECT_EQ(run.wait(60s), 128 + SIGINT) << run.output();
+    EXPECT_NE(run.output().find("stopped by signal 2 after saving this step"), std::string::npos)
+        << run.output();
+    EXPECT_TRUE(lz::test::tagged_processes(tag_of("ctrl-c")).empty())
+        << "a process of the run outlived lazarus run";
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir + "/summary.json"));
+  const auto events = run_lazarus("ckpt events --json " + dir, dir + "/events");
+  ASSERT_EQ(events.exit_code, 0) << events.output;
+  // the step it stopped at (not a multiple of checkpoint.every_steps) was saved
+  const auto ls = run_lazarus("ckpt ls --json " + dir, dir + "/ls");
+  bool off_schedule = false;
+  for (int s = 13; s < 40; s++) {
+    if (s % 5 != 0 && ls.output.find("\"step\":" + std::to_string(s) + ",") != std::string::npos) {
+      off_schedule = true;
+    }
+  }
+  EXPECT_TRUE(off_schedule) << ls.output;
+  const auto resumed = run_lazarus("run --no-progress --state-dir " + dir + joined(sets), dir);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(sha_of(dir), run_sha(lz::test::test_dir("cluster-ctrl-c-ref"), 40, 1));
+}
+
+TEST(cluster, a_killed_worker_fails_the_run_cleanly_and_the_same_command_resumes) {
+  const std::string dir = lz::test::test_dir("cluster-killed-worker");
+  const std::string cmd = "run --no-progress --state-dir " + dir + joined(spec_sets(20, 2, 2));
+  const auto failed = run_lazarus(cmd, dir, "LAZARUS_FAULT=train.after_step@7#1 " + tag_of("killed"));
+  EXPECT_EQ(failed.exit_code, 1) << failed.output;
+  EXPECT_NE(failed.output.find("rank 1 on node 'node"), std::string::npos) << failed.output;
+  EXPECT_NE(failed.output.find("killed by signal 9"), std::string::npos) << failed.output;
+  EXPECT_TRUE(lz::test::tagged_processes(tag_of("killed")).empty());
+  const auto verify = run_lazarus("ckpt verify " + dir, dir + "/verify");
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;
+  const auto resumed = run_lazarus(cmd, dir);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(json_field(read_file(dir + "/summary.json"), "resumed_from_step"), "5");
+  EXPECT_EQ(sha_of(dir), run_sha(lz::test::test_dir("cluster-killed-worker-ref"), 20, 1));
+}
+
+TEST(cluster, a_finished_run_says_so_and_trains_nothing_until_run_steps_grows) {
+  const std::string dir = lz::test::test_dir("cluster-finished");
+  const std::string first = run_sha(dir, 6, 2);
+  const std::string summary = read_file(dir + "/summary.json");
+  const auto again = run_lazarus("run --no-progress --state-dir " + dir + joined(spec_sets(6, 2, 1)), dir);
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("trained all 6 steps already"), std::string::npos) << again.output;
+  EXPECT_EQ(read_file(dir + "/summary.json"), summary);
+  EXPECT_EQ(run_sha(dir, 10, 2), run_sha(lz::test::test_dir("cluster-finished-ref"), 10, 1))
+      << "raising run.steps continues the finished run";
+  (void)first;
+}
+
+}  // namespace
