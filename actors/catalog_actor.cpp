@@ -98,6 +98,10 @@ msg::restore_choice pick(catalog_state& st, const msg::restore_pick& p) {
     }
     c.found = true;
     c.point = restore_message(point->record);
+    if (point->record.world_size != 1 || point->meta.world_size != 1) {
+      st.cfg.log->info("checkpoint: step {} was saved by {} ranks; resharded by range",
+                       point->record.step, point->record.world_size);
+    }
   } else if (c.any_checkpoints) {
     checkpoint::restore_outcome outcome;
     outcome.failures = st.failures;

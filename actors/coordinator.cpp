@@ -250,7 +250,7 @@ void record_step(coord_state& st, int64_t step, const std::vector<msg::step_repo
     if (st.cfg.tty) std::fprintf(stderr, "\n");
     st.cfg.log->info("g{} step {}: loss {:.4f} val_loss {:.4f} lr {:.3e} grad_norm {:.3f}",
                      st.generation, step, r0.loss, val_loss, r0.lr, r0.grad_norm);
-  } else if (!st.cfg.tty && step % st.log_every == 0) {
+  } else if (!st.cfg.tty && (step % st.log_every == 0 || step == st.end.start_step + 1)) {
     st.cfg.log->info("g{} step {}/{}: loss {:.4f} {:.0f} tok/s ETA {}", st.generation, step,
                      spec.run.steps, r0.loss, tok_s, format_duration(eta));
   }
