@@ -154,4 +154,20 @@ inline std::set<pid_t> tagged_processes(const std::string& tag) {
   return out;
 }
 
+// Waits (through pidfds, at most `timeout`) until none of `pids` is alive; the ones left.
+inline std::set<pid_t> wait_gone(const std::set<pid_t>& pids, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::set<pid_t> left;
+  for (pid_t pid : pids) {
+    const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (fd < 0) continue;  // already gone
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(std::max<int64_t>(ms.count(), 0))) != 1) left.insert(pid);
+    ::close(fd);
+  }
+  return left;
+}
+
 }  // namespace lz::test

@@ -133,6 +133,35 @@ TEST(cluster, ctrl_c_saves_the_current_step_ends_every_process_and_resumes) {
   EXPECT_EQ(sha_of(dir), run_sha(lz::test::test_dir("cluster-ctrl-c-ref"), 40, 1));
 }
 
+TEST(cluster, no_process_outlives_lazarus_run_killed_or_stopped_twice) {
+  const auto sets = spec_sets(100000, 2, 2);
+  for (const bool sigkill : {true, false}) {
+    const std::string name = sigkill ? "sigkill" : "two-ctrl-c";
+    const std::string dir = lz::test::test_dir("cluster-" + name);
+    std::vector<std::string> args{"run", "--no-progress", "--state-dir", dir};
+    args.insert(args.end(), sets.begin(), sets.end());
+    lazarus_process run(args, {tag_of(name)});
+    ASSERT_TRUE(run.read_until("g0 step 1/", 120s)) << run.output();
+    const auto started = lz::test::tagged_processes(tag_of(name));
+    EXPECT_GE(started.size(), 5u) << "lazarus run, a coordinator, two node agents, two workers";
+    if (sigkill) {
+      ::kill(run.pid(), SIGKILL);
+      EXPECT_EQ(run.wait(30s), 128 + SIGKILL);
+    } else {
+      ::kill(run.pid(), SIGINT);
+      ASSERT_TRUE(run.read_until("a second signal ends it at once", 30s)) << run.output();
+      ::kill(run.pid(), SIGINT);
+      EXPECT_EQ(run.wait(30s), 128 + SIGINT) << run.output();
+      EXPECT_NE(run.output().find("ending every process of the run"), std::string::npos)
+          << run.output();
+    }
+    EXPECT_TRUE(lz::test::wait_gone(started, 20s).empty()) << name << ": a process of the run lived on";
+    EXPECT_TRUE(lz::test::tagged_processes(tag_of(name)).empty()) << name;
+    const auto ls = run_lazarus("ckpt ls " + dir, dir + "/ls");
+    EXPECT_EQ(ls.exit_code, 0) << name << ": the catalog is readable\n" << ls.output;
+  }
+}
+
 TEST(cluster, a_killed_worker_fails_the_run_cleanly_and_the_same_command_resumes) {
   const std::string dir = lz::test::test_dir("cluster-killed-worker");
   const std::string cmd = "run --no-progress --state-dir " + dir + joined(spec_sets(20, 2, 2));
