@@ -232,7 +232,9 @@ void record_step(coord_state& st, int64_t step, const std::vector<msg::step_repo
       .add("step_ms", slowest).add("step_ms_mean", sum_ms / n)
       .add("tokens_per_s", static_cast<double>(r0.tokens) / (slowest / 1e3))
       .add("generation", st.generation).add("world_size", int64_t{st.world})
-      .add("data_wait_ms", data_wait).add("comm_ms", comm / n);
+      .add("data_wait_ms", data_wait).add("comm_ms", comm / n)
+      .add("unix_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count());
   if (val_loss >= 0) line.add("val_loss", val_loss);
   st.metrics << line.str() << '\n';
   st.metrics.flush();
