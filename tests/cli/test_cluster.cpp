@@ -76,6 +76,12 @@ TEST(cluster, separate_commands_train_the_same_weights_as_lazarus_run) {
   EXPECT_EQ(read_file(dir + "/state/coordinator.addr"), address + "\n");
   lazarus_process a({"node", "--join", address, "--slots", "2", "--name", "alpha"}, {tag_of("by-hand")});
   lazarus_process b({"node", "--join", address, "--slots", "2", "--name", "beta"}, {tag_of("by-hand")});
+  // a node that comes once every rank has its place is turned away, and the run goes on
+  ASSERT_TRUE(coordinator.read_until("' runs rank(s) 2, 3", 60s)) << coordinator.output();
+  lazarus_process late({"node", "--join", address, "--name", "gamma"}, {tag_of("by-hand")});
+  EXPECT_EQ(late.wait(60s), 1) << late.output();
+  EXPECT_NE(late.output().find("the run already has the nodes it needs"), std::string::npos)
+      << late.output();
   ASSERT_EQ(coordinator.wait(180s), 0) << coordinator.output();
   EXPECT_EQ(a.wait(30s), 0) << a.output();
   EXPECT_EQ(b.wait(30s), 0) << b.output();
