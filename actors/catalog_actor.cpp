@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "actors/messages.hpp"
+#include "actors/wire_records.hpp"
 #include "checkpoint/committer.hpp"
 #include "config/json_writer.hpp"
 
@@ -25,22 +26,6 @@ struct catalog_state {
   std::vector<waiting_begin> waiting;        // saves due while one is in flight
   std::vector<checkpoint::restore_failure> failures;  // restore points passed over
 };
-
-checkpoint::shard_record shard_of(const msg::wire_shard& w) {
-  return {w.rank, w.file, w.bytes, w.header_xxh3, {w.range_begin, w.range_end}};
-}
-
-msg::restore_from restore_message(const checkpoint::checkpoint_record& r) {
-  msg::restore_from m;
-  m.step = r.step;
-  m.ckpt_generation = r.generation;
-  m.world_size = r.world_size;
-  m.dir = r.dir;
-  for (const auto& s : r.shards) {
-    m.shards.push_back({s.rank, s.file, s.bytes, s.header_xxh3, s.range.begin, s.range.end});
-  }
-  return m;
-}
 
 // Answers the saves that waited for the one in flight, now that it is over.
 void answer_waiting(catalog_state& st) {
@@ -97,7 +82,7 @@ msg::restore_choice pick(catalog_state& st, const msg::restore_pick& p) {
                st.cfg.spec.run.seed);
     }
     c.found = true;
-    c.point = restore_message(point->record);
+    c.point = to_wire(point->record);
     if (point->record.world_size != 1 || point->meta.world_size != 1) {
       st.cfg.log->info("checkpoint: step {} was saved by {} ranks; resharded by range",
                        point->record.step, point->record.world_size);
@@ -175,7 +160,7 @@ caf::behavior catalog_actor(caf::event_based_actor* self, catalog_actor_config c
       },
       [st](const msg::shard_done& d) {
         if (!expected_report(*st, d.generation, d.step, "durable shard")) return;
-        st->committer->shard_durable(d.step, shard_of(d.shard));
+        st->committer->shard_durable(d.step, from_wire(d.shard));
         if (!st->committer->step_in_flight()) answer_waiting(*st);
       },
       [st](const msg::shard_fail& f) {

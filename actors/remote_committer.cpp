@@ -2,6 +2,7 @@
 #include "actors/remote_committer.hpp"
 
 #include "actors/messages.hpp"
+#include "actors/wire_records.hpp"
 #include "config/error.hpp"
 
 namespace lz::actors {
@@ -27,10 +28,7 @@ bool remote_committer::begin(int64_t step, int32_t world, int64_t generation) {
 }
 
 void remote_committer::shard_durable(int64_t step, const checkpoint::shard_record& shard) {
-  caf::anon_send(catalog_, msg::shard_done{generation_, step,
-                                           msg::wire_shard{shard.rank, shard.file, shard.bytes,
-                                                           shard.header_xxh3, shard.range.begin,
-                                                           shard.range.end}});
+  caf::anon_send(catalog_, msg::shard_done{generation_, step, to_wire(shard)});
 }
 
 void remote_committer::shard_failed(int64_t step, int32_t rank, const std::string& error) {

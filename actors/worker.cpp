@@ -27,6 +27,7 @@
 #include "actors/run_outputs.hpp"
 #include "actors/stop_signal.hpp"
 #include "actors/store_actor.hpp"
+#include "actors/wire_records.hpp"
 #include "checkpoint/fault_hook.hpp"
 #include "checkpoint/llmc_format.hpp"
 #include "checkpoint/restore.hpp"
@@ -119,14 +120,7 @@ caf::behavior rank_worker(caf::event_based_actor* self, std::shared_ptr<worker_s
 msg::restore_result load_ranges(rank_session& session, const msg::restore_from& r,
                                 const std::string& root, const checkpoint::restore_expectation& expect) {
   msg::restore_result out{r.generation, session.rank(), r.step, false, false, ""};
-  checkpoint::checkpoint_record record;
-  record.step = r.step;
-  record.generation = r.ckpt_generation;
-  record.world_size = r.world_size;
-  record.dir = r.dir;
-  for (const auto& s : r.shards) {
-    record.shards.push_back({s.rank, s.file, s.bytes, s.header_xxh3, {s.range_begin, s.range_end}});
-  }
+  const checkpoint::checkpoint_record record = from_wire(r);
   try {
     checkpoint::shard_set set = checkpoint::open_checkpoint(record, root);
     checkpoint::check_expectation(set, root, expect);

@@ -38,7 +38,7 @@ inline void write_random_tokens(const std::string& path, int64_t count, int64_t 
 }
 
 // The spec of a run of model `m` with micro batches of B x T, `slots` slots per step and
-// `steps` steps, no warmup; everything else is the schema's default.
+// `steps` steps; everything else is the schema's default.
 inline config::run_spec spec_for_model(const engine::gpt2_config& m, int64_t B, int64_t T,
                                        int64_t slots, int64_t steps) {
   config::run_spec spec;
@@ -52,7 +52,6 @@ inline config::run_spec spec_for_model(const engine::gpt2_config& m, int64_t B, 
   spec.data.micro_batch = B;
   spec.data.slots = slots;
   spec.run.steps = steps;
-  spec.optimizer.warmup_steps = 0;
   return spec;
 }
 

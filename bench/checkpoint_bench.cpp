@@ -211,6 +211,7 @@ int main(int argc, char** argv) {
   lz::config::run_spec spec = lz::bench::spec_for_model(cfg, 4, 64, 1, 100);
   spec.run.seed = 3;
   spec.optimizer.lr = 1e-4;
+  spec.optimizer.warmup_steps = 0;
   spec.parallel.threads_per_rank = 2;
   const auto log = lz::bench::null_logger();
   lz::engine::inproc_world world(1, 0, std::chrono::minutes(10));

@@ -86,6 +86,7 @@ bench_result run_config(const bench_config& cfg, int steps, int threads,
   lz::config::run_spec spec = lz::bench::spec_for_model(cfg.model, cfg.B, cfg.T, 1, steps + 2);
   spec.run.seed = 3;
   spec.optimizer.lr = 1e-4;
+  spec.optimizer.warmup_steps = 0;
   spec.parallel.threads_per_rank = threads;
   const auto log = lz::bench::null_logger();
   lz::engine::inproc_world world(1, 0, std::chrono::minutes(10));

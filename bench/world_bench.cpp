@@ -55,16 +55,9 @@ struct world_result {
 // rank 0 after warm-up.
 world_result run_world(const bench_config& c, int world, const std::string& reduction,
                        int64_t slots, int steps, const lz::engine::token_dataset& data) {
-  lz::config::run_spec spec;
-  spec.model.layers = c.layers;
-  spec.model.heads = c.heads;
-  spec.model.channels = c.channels;
-  spec.model.vocab_size = c.vocab;
-  spec.model.max_seq_len = c.T;
-  spec.data.seq_len = c.T;
-  spec.data.micro_batch = c.B;
-  spec.data.slots = slots;
-  spec.run.steps = steps + 2;
+  lz::config::run_spec spec = lz::bench::spec_for_model(
+      {.max_seq_len = c.T, .vocab_size = c.vocab, .padded_vocab_size = 0, .layers = c.layers,
+       .heads = c.heads, .channels = c.channels}, c.B, c.T, slots, steps + 2);
   spec.parallel.ranks = world;
   spec.parallel.threads_per_rank = std::max(1, 2 / world);  // the machine's 2 cores, shared
   spec.parallel.reduction = reduction;
