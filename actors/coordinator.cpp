@@ -28,6 +28,7 @@
 #include "actors/run_outputs.hpp"
 #include "actors/stop_signal.hpp"
 #include "actors/store_actor.hpp"
+#include "actors/supervisor.hpp"
 #include "config/json_writer.hpp"
 #include "engine/dataset.hpp"
 #include "engine/gpt2_config.hpp"
@@ -44,7 +45,7 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using linger_atom = caf::atom_constant<caf::atom("linger")>;
 
 constexpr auto k_tick = std::chrono::milliseconds(100);
-constexpr auto k_heartbeat_timeout = std::chrono::seconds(15);
+constexpr auto k_heartbeat_timeout = std::chrono::milliseconds(15000);
 constexpr auto k_linger = std::chrono::seconds(10);  // for node agents to end after the run
 
 // How the run ended, for the main thread.
@@ -67,7 +68,6 @@ struct node_info {
   std::string name, host;
   int32_t slots = 0;
   caf::actor agent;
-  clock_type::time_point last_heard;
   bool gone = false;
 };
 
@@ -94,6 +94,7 @@ struct coordinator_config {
 
 struct coord_state {
   coordinator_config cfg;
+  caf::actor supervisor;
   phase ph = phase::joining;
   int64_t generation = 0;
   int32_t world = 0;
@@ -121,6 +122,14 @@ void tell_workers(caf::event_based_actor* self, coord_state& st, const M& m) {
   }
 }
 
+// The result goes to the main thread; the supervisor ends with this actor (a normal exit
+// does not travel along a link, and the actor system waits for every actor).
+void deliver_end(caf::event_based_actor* self, coord_state& st) {
+  self->send_exit(st.supervisor, caf::exit_reason::user_shutdown);
+  st.cfg.done->set_value(st.end);
+  self->quit();
+}
+
 // The run is over, one way or another: the node agents are told (and end their workers at
 // once when `kill`), and the result goes to the main thread once every agent has gone or
 // k_linger has passed.
@@ -128,14 +137,14 @@ void end_run(caf::event_based_actor* self, coord_state& st, bool kill, const std
   if (st.ended) return;
   st.ended = true;
   st.ph = phase::ending;
+  self->send(st.supervisor, msg::end_run{why, kill});  // departures are expected now
   for (node_info& n : st.nodes) {
     if (!n.gone) self->send(n.agent, msg::end_run{why, kill});
   }
   self->delayed_send(self, k_linger, linger_atom::value);
   const bool all_gone = std::all_of(st.nodes.begin(), st.nodes.end(), [](const node_info& n) { return n.gone; });
   if (all_gone) {
-    st.cfg.done->set_value(st.end);
-    self->quit();
+    deliver_end(self, st);
   }
 }
 
@@ -292,17 +301,16 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
   st->cfg = std::move(config);
   st->world = static_cast<int32_t>(st->cfg.spec.parallel.ranks);
   st->log_every = std::max<int64_t>(1, st->cfg.spec.run.steps / 20);
+  st->supervisor = self->spawn<caf::linked>(supervisor, caf::actor_cast<caf::actor>(self),
+                                             k_heartbeat_timeout, st->cfg.log);
+  // the supervisor reports lost nodes while the run lives; here the departures at its end
   self->set_down_handler([self, st](const caf::down_msg& d) {
     for (node_info& n : st->nodes) {
       if (n.agent.address() != d.source || n.gone) continue;
       n.gone = true;
-      if (st->ended) {
-        if (std::all_of(st->nodes.begin(), st->nodes.end(), [](const node_info& x) { return x.gone; })) {
-          st->cfg.done->set_value(st->end);
-          self->quit();
-        }
-      } else {
-        fail(self, *st, fmt::format("node '{}' was lost ({})", n.name, to_string(d.reason)));
+      if (st->ended && std::all_of(st->nodes.begin(), st->nodes.end(),
+                                   [](const node_info& x) { return x.gone; })) {
+        deliver_end(self, *st);
       }
     }
   });
@@ -325,16 +333,13 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
         }
         const auto id = static_cast<int32_t>(st->nodes.size());
         self->monitor(h.agent);
-        st->nodes.push_back({h.name, h.host, h.slots, h.agent, clock_type::now(), false});
+        st->nodes.push_back({h.name, h.host, h.slots, h.agent, false});
+        self->send(st->supervisor, msg::watch_node{id, h.name, h.agent});
         st->cfg.log->info("node '{}' ({}, pid {}) joined with {} slot(s)", h.name, h.host, h.pid,
                           h.slots);
         self->send(self, tick_atom::value);  // assign once this reply is out
-        return msg::node_welcome{id, st->cfg.run_id, st->cfg.spec_toml_abs, st->cfg.state_dir};
-      },
-      [st](const msg::node_heartbeat& h) {
-        if (h.node_id >= 0 && h.node_id < static_cast<int32_t>(st->nodes.size())) {
-          st->nodes[static_cast<size_t>(h.node_id)].last_heard = clock_type::now();
-        }
+        return msg::node_welcome{id, st->cfg.run_id, st->cfg.spec_toml_abs, st->cfg.state_dir,
+                                 st->supervisor};
       },
       [self, st](msg::worker_hello& h) -> caf::result<msg::worker_setup> {
         if (h.generation != st->generation || h.rank < 0 || h.rank >= st->world ||
@@ -402,16 +407,14 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
                                     f.error));
         return true;
       },
-      [self, st](const msg::worker_exited& e) {
-        if (e.generation != st->generation || e.rank < 0 || e.rank >= st->world) return;
-        const rank_info& r = st->ranks[static_cast<size_t>(e.rank)];
-        if (r.done && e.exit_code == 0) return;  // its work is done
+      [self, st](const msg::fault& f) {
         if (st->ended) return;
-        const std::string how = e.signal != 0
-                                    ? fmt::format("was killed by signal {} ({})", e.signal, ::strsignal(e.signal))
-                                    : fmt::format("exited with code {}", e.exit_code);
-        fail(self, *st, fmt::format("rank {} on node '{}' (pid {}) {}", e.rank,
-                                    node_name(*st, e.node_id), e.pid, how));
+        if (f.rank >= 0 && f.generation != st->generation) {
+          st->cfg.log->debug("dropped a fault of rank {} from generation {}: {}", f.rank,
+                             f.generation, f.reason);
+          return;
+        }
+        fail(self, *st, f.reason);
       },
       [self, st](tick_atom) {
         if (st->ended) return;
@@ -430,22 +433,13 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
             return;
           }
         }
-        const auto now = clock_type::now();
-        for (const node_info& n : st->nodes) {
-          if (!n.gone && now - n.last_heard > k_heartbeat_timeout) {
-            fail(self, *st, fmt::format("node '{}' sent no heartbeat for {} s", n.name,
-                                        std::chrono::duration_cast<std::chrono::seconds>(now - n.last_heard).count()));
-            return;
-          }
-        }
         self->delayed_send(self, k_tick, tick_atom::value);
       },
       [self, st](linger_atom) {
         if (!st->ended) return;
         st->cfg.log->warn("node agent(s) still connected {} s after the end; leaving them",
                           std::chrono::duration_cast<std::chrono::seconds>(k_linger).count());
-        st->cfg.done->set_value(st->end);
-        self->quit();
+        deliver_end(self, *st);
       },
   };
 }

@@ -11,6 +11,8 @@
 //                           and ends the run: finished, stopped (SIGINT/SIGTERM: every rank
 //                           finishes its step and saves it) or failed (a rank or node lost:
 //                           the error names the rank, the node and the signal);
+//   the supervisor          watches the node agents and workers and reports each fault
+//                           (supervisor.hpp);
 //   the catalog actor       the one committer (catalog_actor.hpp);
 //   the rendezvous store    for the communicators (store_actor.hpp).
 // It listens on --listen (port 0: any free port) and writes the address it got to

@@ -1,7 +1,7 @@
 // messages.hpp: every message the processes of a run exchange (CAF 0.17, one type-ID block).
 //
-//   node agent  -> coordinator   node_hello (reply node_welcome), node_heartbeat,
-//                                worker_exited
+//   node agent  -> coordinator   node_hello (reply node_welcome)
+//   node agent  -> supervisor    node_heartbeat, worker_exited
 //   coordinator -> node agent    start_workers, end_run
 //   worker      -> coordinator   worker_hello (reply worker_setup), worker_ready,
 //                                step_report, rank_done, rank_failed, store_set/store_get
@@ -39,6 +39,7 @@ struct node_welcome {
   std::string run_id;
   std::string spec_toml;      // the resolved spec, paths absolute
   std::string state_dir;      // absolute
+  caf::actor supervisor;      // where heartbeats and worker exits go
 };
 
 struct node_heartbeat {
@@ -197,6 +198,22 @@ struct shard_fail {
   std::string error;
 };
 
+// --- coordinator <-> supervisor (in the coordinator process) -------------------------------
+
+struct watch_node {
+  int32_t node_id = 0;
+  std::string name;
+  caf::actor agent;
+};
+
+// Something of the run died or went silent: the coordinator decides what follows.
+struct fault {
+  int64_t generation = -1;    // of the rank; -1 for a node
+  int32_t rank = -1;          // -1: the whole node
+  int32_t node_id = -1;
+  std::string reason;         // names the node, the rank and the signal or the silence
+};
+
 // --- coordinator -> catalog actor (in the coordinator process) ----------------------------
 
 // The next restore point older than `before_step`; answered with a restore_choice.
@@ -263,7 +280,8 @@ typename F::result_type inspect(F& f, node_hello& x) {
 }
 template <class F>
 typename F::result_type inspect(F& f, node_welcome& x) {
-  return f(caf::meta::type_name("node_welcome"), x.node_id, x.run_id, x.spec_toml, x.state_dir);
+  return f(caf::meta::type_name("node_welcome"), x.node_id, x.run_id, x.spec_toml, x.state_dir,
+           x.supervisor);
 }
 template <class F>
 typename F::result_type inspect(F& f, node_heartbeat& x) {
@@ -355,6 +373,14 @@ typename F::result_type inspect(F& f, shard_fail& x) {
   return f(caf::meta::type_name("shard_fail"), x.generation, x.step, x.rank, x.error);
 }
 template <class F>
+typename F::result_type inspect(F& f, watch_node& x) {
+  return f(caf::meta::type_name("watch_node"), x.node_id, x.name, x.agent);
+}
+template <class F>
+typename F::result_type inspect(F& f, fault& x) {
+  return f(caf::meta::type_name("fault"), x.generation, x.rank, x.node_id, x.reason);
+}
+template <class F>
 typename F::result_type inspect(F& f, restore_pick& x) {
   return f(caf::meta::type_name("restore_pick"), x.before_step);
 }
@@ -415,6 +441,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(lz, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(lz, (lz::msg::save_begin))
   CAF_ADD_TYPE_ID(lz, (lz::msg::shard_done))
   CAF_ADD_TYPE_ID(lz, (lz::msg::shard_fail))
+  CAF_ADD_TYPE_ID(lz, (lz::msg::watch_node))
+  CAF_ADD_TYPE_ID(lz, (lz::msg::fault))
   CAF_ADD_TYPE_ID(lz, (lz::msg::restore_pick))
   CAF_ADD_TYPE_ID(lz, (lz::msg::restore_choice))
   CAF_ADD_TYPE_ID(lz, (lz::msg::restore_failed))

@@ -37,6 +37,7 @@ struct child {
 struct node_state {
   node_options opts;
   caf::actor coordinator;
+  caf::actor supervisor;  // heartbeats and worker exits
   std::shared_ptr<spdlog::logger> log;
   int32_t node_id = -1;
   caf::actor feeder;
@@ -84,6 +85,7 @@ caf::behavior node_supervisor(caf::event_based_actor* self, std::shared_ptr<node
       .then(
           [self, st, name](msg::node_welcome& w) {
             st->node_id = w.node_id;
+            st->supervisor = w.supervisor;
             const config::run_spec spec = config::parse_spec(w.spec_toml, "the coordinator's spec");
             st->log->set_level(spdlog::level::from_str(spec.logging.level));
             st->feeder = self->spawn(data_feeder, spec);
@@ -119,7 +121,7 @@ caf::behavior node_supervisor(caf::event_based_actor* self, std::shared_ptr<node
             pid = spawn_self(args);
           } catch (const lz::error& e) {
             st->log->error("cannot start rank {}: {}", rank, e.what());
-            self->send(st->coordinator, msg::worker_exited{st->node_id, s.generation, rank, 0, 127, 0});
+            self->send(st->supervisor, msg::worker_exited{st->node_id, s.generation, rank, 0, 127, 0});
             continue;
           }
           st->children[pid] = {rank, s.generation};
@@ -141,7 +143,7 @@ caf::behavior node_supervisor(caf::event_based_actor* self, std::shared_ptr<node
         const auto level = status == 0 ? spdlog::level::info : spdlog::level::warn;
         st->log->log(level, "g{}: rank {} (pid {}) ended: {}", c.generation, c.rank, pid,
                      describe_wait_status(status));
-        self->send(st->coordinator,
+        self->send(st->supervisor,
                    msg::worker_exited{st->node_id, c.generation, c.rank, pid,
                                       WIFEXITED(status) ? WEXITSTATUS(status) : -1,
                                       by_signal ? WTERMSIG(status) : 0});
@@ -159,7 +161,7 @@ caf::behavior node_supervisor(caf::event_based_actor* self, std::shared_ptr<node
           st->log->warn("signal {}: the coordinator decides how the run stops; a second signal "
                         "ends this node and its workers now", stop_signal());
         }
-        self->send(st->coordinator, msg::node_heartbeat{st->node_id, unix_ms()});
+        self->send(st->supervisor, msg::node_heartbeat{st->node_id, unix_ms()});
         self->delayed_send(self, std::chrono::milliseconds(st->opts.heartbeat_interval_ms),
                            tick_atom::value);
       },
