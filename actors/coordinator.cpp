@@ -40,7 +40,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using linger_atom = caf::atom_constant<caf::atom("linger")>;
 
@@ -519,7 +518,6 @@ int run_coordinator(const config::run_spec& spec, const coordinator_options& opt
       catalog_actor, catalog_actor_config{spec, state, {model_descriptor(model), P}, log});
   auto done = std::make_shared<std::promise<run_end>>();
   auto finished = done->get_future();
-  bool accepted = false;
   coordinator_config cfg{
       .spec = spec,
       .spec_toml_abs = config::format_spec_toml(with_absolute_paths(spec)),
@@ -531,10 +529,9 @@ int run_coordinator(const config::run_spec& spec, const coordinator_options& opt
       .catalog = catalog,
       .store = store,
       .log = log,
-      .on_accepted = [&logger, &spec, &accepted, dir] {
+      .on_accepted = [&logger, &spec, dir] {
         attach_log_file(logger, log_path(dir), "lazarus run");
         write_text_file(spec_path(dir), config::format_spec_toml(spec));
-        accepted = true;
       },
       .done = done};
   const caf::actor coordinator = sys.spawn(coordinator_actor, cfg);
@@ -601,7 +598,6 @@ int run_coordinator(const config::run_spec& spec, const coordinator_options& opt
                 text.c_str());
   }
   std::printf("%s\n", summary.str().c_str());
-  (void)accepted;
   return 0;
 }
 
