@@ -44,7 +44,6 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using linger_atom = caf::atom_constant<caf::atom("linger")>;
 
 constexpr auto k_tick = std::chrono::milliseconds(100);
-constexpr auto k_heartbeat_timeout = std::chrono::milliseconds(15000);
 constexpr auto k_linger = std::chrono::seconds(10);  // for node agents to end after the run
 
 // How the run ended, for the main thread.
@@ -300,8 +299,9 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
   st->cfg = std::move(config);
   st->world = static_cast<int32_t>(st->cfg.spec.parallel.ranks);
   st->log_every = std::max<int64_t>(1, st->cfg.spec.run.steps / 20);
-  st->supervisor = self->spawn<caf::linked>(supervisor, caf::actor_cast<caf::actor>(self),
-                                             k_heartbeat_timeout, st->cfg.log);
+  st->supervisor = self->spawn<caf::linked>(
+      supervisor, caf::actor_cast<caf::actor>(self),
+      std::chrono::milliseconds(st->cfg.spec.fault_tolerance.heartbeat_timeout_ms), st->cfg.log);
   // the supervisor reports lost nodes while the run lives; here the departures at its end
   self->set_down_handler([self, st](const caf::down_msg& d) {
     for (node_info& n : st->nodes) {
@@ -511,7 +511,9 @@ int run_coordinator(const config::run_spec& spec, const coordinator_options& opt
             spec.parallel.nodes, spec.parallel.threads_per_rank);
 
   // 3. The actors, and the address the nodes join.
-  caf_runtime runtime({});
+  // A control link silent for the heartbeat timeout is down (a frozen or cut-off peer).
+  caf_runtime runtime({.connection_timeout = std::chrono::milliseconds(
+                           spec.fault_tolerance.heartbeat_timeout_ms)});
   caf::actor_system& sys = runtime.system();
   const caf::actor store = sys.spawn(store_actor);
   const caf::actor catalog = sys.spawn<caf::detached>(

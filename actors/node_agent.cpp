@@ -88,6 +88,7 @@ caf::behavior node_supervisor(caf::event_based_actor* self, std::shared_ptr<node
             st->supervisor = w.supervisor;
             const config::run_spec spec = config::parse_spec(w.spec_toml, "the coordinator's spec");
             st->log->set_level(spdlog::level::from_str(spec.logging.level));
+            st->opts.heartbeat_interval_ms = spec.fault_tolerance.heartbeat_interval_ms;
             st->feeder = self->spawn(data_feeder, spec);
             auto port = self->system().middleman().publish(st->feeder, 0, "127.0.0.1");
             if (!port) {

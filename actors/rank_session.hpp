@@ -57,7 +57,8 @@ public:
   void init_weights();
 
   // One optimizer step, on every rank of the world together (collectives inside). A
-  // discarded step (non-finite loss or norm) is discarded on every rank alike.
+  // discarded step (non-finite loss or norm) is discarded on every rank alike and changes
+  // nothing: it may be run again. (Fault point "train.loss" with action nan poisons it.)
   engine::step_result step(int64_t step);
 
   // Whether any rank of the world wants to stop after this step: `mine`, or a stop asked

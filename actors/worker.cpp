@@ -152,14 +152,26 @@ loop_result train(rank_session& session, const config::run_spec& spec, int64_t s
   const int64_t B = spec.data.micro_batch, T = spec.data.seq_len;
   loop_result out;
   out.steps = start_step;
+  std::vector<std::string> nonfinite;  // the evidence: discarded tries of this step
   for (int64_t step = start_step; step < spec.run.steps; step++) {
     const auto t0 = clock_type::now();
     const double comm0 = comm.busy_ms(), data0 = feeder.wait_ms();
     const engine::step_result r = session.step(step);
-    if (r.discarded) {  // every rank sees the same loss and norm, so every rank stops here
-      LZ_THROW(lz::error, "{}: the step is discarded and the run stops; lower optimizer.lr or "
-               "raise optimizer.warmup_steps, then run the same command to resume", r.why);
+    if (r.discarded) {  // every rank sees the same loss and norm, so every rank decides alike
+      nonfinite.push_back(r.why);
+      if (static_cast<int64_t>(nonfinite.size()) >= spec.fault_tolerance.max_nonfinite_steps) {
+        LZ_THROW(lz::error, "step {} was non-finite {} time(s) in a row ({}); the same exact "
+                 "step gives the same result, so the run stops: lower optimizer.lr or raise "
+                 "optimizer.warmup_steps, then run the same command to resume", step + 1,
+                 nonfinite.size(), fmt::join(nonfinite, "; "));
+      }
+      log.warn("g{} step {}: {}: the step is discarded on every rank and tried again ({} of "
+               "{})", sh.generation, step + 1, r.why, nonfinite.size(),
+               spec.fault_tolerance.max_nonfinite_steps);
+      step--;
+      continue;
     }
+    nonfinite.clear();
     const double step_ms = std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
     const bool last = step + 1 == spec.run.steps;
     msg::step_report report{sh.generation, session.rank(), step + 1, r.loss, r.lr, r.grad_norm,
@@ -192,7 +204,6 @@ loop_result train(rank_session& session, const config::run_spec& spec, int64_t s
     }
   }
   session.wait_checkpoint_idle();
-  (void)log;
   return out;
 }
 

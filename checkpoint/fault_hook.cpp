@@ -31,11 +31,13 @@ armed_fault parse_fault() {
     spec.resize(colon);
     if (action == "enospc") {
       f.action = fault_action::enospc;
+    } else if (action == "nan") {
+      f.action = fault_action::nan;
     } else if (action == "term") {
       f.action = fault_action::term;
     } else if (action != "kill") {
       std::fprintf(stderr,
-                   "lazarus: LAZARUS_FAULT action '%s' is not kill, term or enospc; ignored\n",
+                   "lazarus: LAZARUS_FAULT action '%s' is not kill, term, enospc or nan; ignored\n",
                    action.c_str());
       return {};
     }
@@ -88,6 +90,15 @@ void fault_point(std::string_view point, int64_t step, int32_t rank) {
 
 bool fault_enospc(std::string_view point, int64_t step, int32_t rank) {
   return fault_at(point, step, rank) == fault_action::enospc;
+}
+
+bool fault_nan(std::string_view point, int64_t step, int32_t rank) {
+  if (fault_at(point, step, rank) != fault_action::nan) return false;
+  static std::atomic<bool> fired{false};  // once per process: the retried step is clean
+  if (fired.exchange(true)) return false;
+  std::fprintf(stderr, "lazarus: fault injected at %.*s (step %lld): NaN loss\n",
+               static_cast<int>(point.size()), point.data(), static_cast<long long>(step));
+  return true;
 }
 
 }  // namespace lz::checkpoint

@@ -82,6 +82,26 @@ struct checkpoint_section {
   bool operator==(const checkpoint_section&) const = default;
 };
 
+// How failures are detected and recovered from; none of these changes what is computed.
+struct fault_tolerance_section {
+  int64_t heartbeat_interval_ms = 500;   // node agents and workers say they are alive this often
+  int64_t heartbeat_timeout_ms = 3000;   // a node silent this long is lost
+  double hang_factor = 2.0;              // hang timeout = factor x p99 step time + grace
+  int64_t hang_grace_ms = 1000;
+  int64_t hang_initial_timeout_ms = 30000;  // while a generation has timed fewer than 5 steps
+  int64_t min_ranks = 1;                 // shrink no further; below it the run stops
+  int64_t max_ranks = 0;                 // grow no further (0: parallel.ranks)
+  int64_t replace_timeout_ms = 3000;     // wait this long for a replacement before shrinking
+  int64_t respawn_retries = 3;           // failures of one slot in a row before it is quarantined
+  int64_t respawn_backoff_ms = 200;      // before the first respawn; doubles with each failure
+  int64_t replica_every_steps = 1;       // in-memory snapshot and buddy copy (0: disk only)
+  int64_t max_nonfinite_steps = 3;       // non-finite steps in a row before the run stops
+
+  bool operator==(const fault_tolerance_section&) const = default;
+  // max_ranks with 0 resolved.
+  int64_t resolved_max_ranks(int64_t ranks) const { return max_ranks > 0 ? max_ranks : ranks; }
+};
+
 struct logging_section {
   std::string level = "info";         // trace, debug, info, warn, error
 
@@ -95,6 +115,7 @@ struct run_spec {
   optimizer_section optimizer;
   parallel_section parallel;
   checkpoint_section checkpoint;
+  fault_tolerance_section fault_tolerance;
   logging_section logging;
 
   bool operator==(const run_spec&) const = default;

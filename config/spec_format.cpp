@@ -49,7 +49,7 @@ std::string format_spec_toml(const run_spec& spec) {
     for (const auto& [assignment, help] : lines)
       text += fmt::format("{:<{}}  # {}\n", assignment, width, help);
   }
-  text += "\n# [fault_tolerance], [chaos] and [security] are reserved for later versions.\n";
+  text += "\n# [chaos] and [security] are reserved for later versions.\n";
   return text;
 }
 

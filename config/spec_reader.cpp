@@ -84,7 +84,7 @@ spec_problem unknown_section(std::string_view section) {
     message += fmt::format("; did you mean [{}]?", *near);
   else
     message += "; the sections are [run] [model] [data] [optimizer] [parallel] "
-               "[checkpoint] [logging]";
+               "[checkpoint] [fault_tolerance] [logging]";
   return {std::string(section), message};
 }
 

@@ -70,6 +70,7 @@ constexpr std::string_view sample_only = "it only shapes the end-of-run sample";
 constexpr std::string_view hyper_parameter =
     "an optimizer setting; the saved weights and moments stay valid under a new one";
 constexpr std::string_view save_policy = "when and how checkpoints are saved or kept";
+constexpr std::string_view recovery = "how failures are handled, not what is computed";
 
 constexpr spec_key keys[] = {
   LZ_SPEC_KEY(run, name, "run name, used in logs and checkpoints",
@@ -149,16 +150,48 @@ constexpr spec_key keys[] = {
   LZ_SPEC_KEY(checkpoint, when_busy, "a save due while one is in flight: \"wait\" or \"skip\"",
               may_change, save_policy),
 
+  LZ_SPEC_KEY(fault_tolerance, heartbeat_interval_ms,
+              "node agents and workers send a heartbeat this often (ms)", may_change, recovery),
+  LZ_SPEC_KEY(fault_tolerance, heartbeat_timeout_ms,
+              "a node agent or worker silent this long (ms) is lost", may_change, recovery),
+  LZ_SPEC_KEY(fault_tolerance, hang_factor,
+              "a rank hangs when no step finishes within hang_factor x p99 step time + "
+              "hang_grace_ms", may_change, recovery),
+  LZ_SPEC_KEY(fault_tolerance, hang_grace_ms, "added to the hang timeout (ms)",
+              may_change, recovery),
+  LZ_SPEC_KEY(fault_tolerance, hang_initial_timeout_ms,
+              "the hang timeout (ms) until a generation has timed 5 steps", may_change,
+              recovery),
+  LZ_SPEC_KEY(fault_tolerance, min_ranks,
+              "the world shrinks no further; with fewer live slots the run stops",
+              may_change, recovery),
+  LZ_SPEC_KEY(fault_tolerance, max_ranks,
+              "the world grows no further when nodes join (0: parallel.ranks)",
+              may_change, recovery),
+  LZ_SPEC_KEY(fault_tolerance, replace_timeout_ms,
+              "how long (ms) a smaller world waits for a replacement node before it shrinks",
+              may_change, recovery),
+  LZ_SPEC_KEY(fault_tolerance, respawn_retries,
+              "failures in a row of one slot before it is quarantined", may_change, recovery),
+  LZ_SPEC_KEY(fault_tolerance, respawn_backoff_ms,
+              "wait (ms) before respawning a failed slot; doubles with each failure in a row",
+              may_change, recovery),
+  LZ_SPEC_KEY(fault_tolerance, replica_every_steps,
+              "keep an in-memory snapshot and a buddy's copy every N steps (0: recover from "
+              "disk only)", may_change, recovery),
+  LZ_SPEC_KEY(fault_tolerance, max_nonfinite_steps,
+              "a non-finite step is discarded and retried; this many in a row stop the run",
+              may_change, recovery),
+
   LZ_SPEC_KEY(logging, level, "trace, debug, info, warn or error",
               may_change, "only what is logged"),
 };
 
 #undef LZ_SPEC_KEY
 
-constexpr std::array<std::string_view, 7> sections = {
-  "run", "model", "data", "optimizer", "parallel", "checkpoint", "logging"};
-constexpr std::array<std::string_view, 3> reserved_sections = {
-  "fault_tolerance", "chaos", "security"};
+constexpr std::array<std::string_view, 8> sections = {
+  "run", "model", "data", "optimizer", "parallel", "checkpoint", "fault_tolerance", "logging"};
+constexpr std::array<std::string_view, 2> reserved_sections = {"chaos", "security"};
 
 std::string to_lower(std::string_view text) {
   std::string lower(text);

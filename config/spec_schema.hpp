@@ -59,7 +59,7 @@ const spec_key* find_spec_key(std::string_view key_path);
 // Sections with keys, in file order: run, model, data, ...
 std::span<const std::string_view> spec_sections();
 
-// Sections that are known but hold no keys yet (fault_tolerance, chaos, security).
+// Sections that are known but hold no keys yet (chaos, security).
 std::span<const std::string_view> reserved_spec_sections();
 bool is_reserved_section(std::string_view section);
 bool is_known_section(std::string_view section);  // with keys or reserved

@@ -239,6 +239,54 @@ void check_checkpoint(const checkpoint_section& checkpoint, rule_book& rules) {
                             checkpoint.when_busy));
 }
 
+void check_fault_tolerance(const run_spec& spec, rule_book& rules) {
+  const fault_tolerance_section& ft = spec.fault_tolerance;
+  constexpr int64_t day_ms = int64_t{24} * 3600 * 1000;
+  rules.in_range(ft.heartbeat_interval_ms, 10, 60000, "fault_tolerance.heartbeat_interval_ms",
+                 "heartbeats more often than every 10 ms only load the coordinator",
+                 "a minute between heartbeats hides every loss for a minute");
+  // The control links of node agents and workers heartbeat every 500 ms from their start,
+  // before they have read the spec: a timeout must cover two of those as well.
+  rules.in_range(ft.heartbeat_timeout_ms, std::max<int64_t>(2 * ft.heartbeat_interval_ms, 1000),
+                 day_ms, "fault_tolerance.heartbeat_timeout_ms",
+                 "it must cover at least two heartbeat intervals (and 1000 ms), or a node that "
+                 "is merely between two heartbeats counts as lost",
+                 "use at most a day");
+  rules.require(ft.hang_factor >= 1.0 && ft.hang_factor <= 1000.0, "fault_tolerance.hang_factor",
+                fmt::format("must be in [1, 1000], got {}: below 1 an ordinary slow step counts "
+                            "as a hang", ft.hang_factor));
+  rules.in_range(ft.hang_grace_ms, 0, day_ms, "fault_tolerance.hang_grace_ms",
+                 "use 0 for no grace", "use at most a day");
+  rules.in_range(ft.hang_initial_timeout_ms, 100, day_ms,
+                 "fault_tolerance.hang_initial_timeout_ms",
+                 "the first steps of a generation include start-up work: allow at least 100 ms",
+                 "use at most a day");
+  const int64_t ranks = spec.parallel.ranks;
+  const int64_t max_ranks_resolved = ft.resolved_max_ranks(ranks);
+  rules.require(ft.min_ranks >= 1 && ft.min_ranks <= ranks, "fault_tolerance.min_ranks",
+                fmt::format("must be in [1, parallel.ranks ({})], got {}", ranks, ft.min_ranks));
+  rules.require(ft.max_ranks == 0 || (ft.max_ranks >= ranks && ft.max_ranks <= max_ranks),
+                "fault_tolerance.max_ranks",
+                fmt::format("must be 0 (parallel.ranks) or in [parallel.ranks ({}), {}], got {}",
+                            ranks, max_ranks, ft.max_ranks));
+  rules.require(ft.max_ranks == 0 || max_ranks_resolved <= spec.data.slots, "fault_tolerance.max_ranks",
+                fmt::format("{} ranks need at least {} micro slots, but data.slots is {}: a "
+                            "rank without a slot would hold an optimizer range and idle through "
+                            "every step; raise data.slots (the global batch) or lower "
+                            "fault_tolerance.max_ranks", max_ranks_resolved,
+                            max_ranks_resolved, spec.data.slots));
+  rules.in_range(ft.replace_timeout_ms, 0, day_ms, "fault_tolerance.replace_timeout_ms",
+                 "use 0 to shrink at once", "use at most a day");
+  rules.in_range(ft.respawn_retries, 0, 1000, "fault_tolerance.respawn_retries",
+                 "use 0 to quarantine a slot at its first failure", "use at most 1000");
+  rules.in_range(ft.respawn_backoff_ms, 0, 600000, "fault_tolerance.respawn_backoff_ms",
+                 "use 0 to respawn at once", "use at most 10 minutes");
+  rules.in_range(ft.replica_every_steps, 0, max_steps, "fault_tolerance.replica_every_steps",
+                 "use 0 to recover from disk only", "lower it, or use 0 for disk only");
+  rules.in_range(ft.max_nonfinite_steps, 1, 1000, "fault_tolerance.max_nonfinite_steps",
+                 "stop at the first non-finite step with 1", "use at most 1000");
+}
+
 void check_logging(const logging_section& logging, rule_book& rules) {
   const bool known =
       std::find(log_levels.begin(), log_levels.end(), logging.level) != log_levels.end();
@@ -268,6 +316,7 @@ std::vector<spec_problem> validate_spec(const run_spec& spec) {
   check_optimizer(spec.optimizer, rules);
   check_parallel(spec.parallel, rules);
   check_checkpoint(spec.checkpoint, rules);
+  check_fault_tolerance(spec, rules);
   check_logging(spec.logging, rules);
   return rules.take();
 }

@@ -226,15 +226,17 @@ step_result train_step::run(int64_t step) {
   double loss_sum = 0.0;  // of the slots' mean token losses
   if (options_.mode == reduction::exact) {
     local_subtrees(step, dloss);
+    if (inject_nan_ && !part_losses_.empty()) part_losses_.front() = std::nan("");
     loss_sum = global_loss_exact();
     reduce_exact();
   } else {
     reduce_fast(step, dloss);
     std::vector<double> losses(static_cast<size_t>(comm_.world_size()), 0.0);
-    losses[static_cast<size_t>(comm_.rank())] = local_loss_;
+    losses[static_cast<size_t>(comm_.rank())] = inject_nan_ ? std::nan("") : local_loss_;
     comm_.all_gather_v(losses.data(), std::vector<int64_t>(losses.size(), 1));
     for (double l : losses) loss_sum += l;
   }
+  inject_nan_ = false;
   r.loss = loss_sum / static_cast<double>(options_.slots);
   r.grad_norm = global_norm();
   // Every rank holds the same loss and norm, so every rank takes the same decision.

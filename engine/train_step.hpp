@@ -76,6 +76,9 @@ public:
   // previous step) into `snapshot` as it goes: a checkpoint for the price of the writes.
   void snapshot_next_update(const kernels::adamw_snapshot& snapshot) { snapshot_ = snapshot; }
   void cancel_snapshot() { snapshot_.reset(); }
+  // Fault injection (chaos and tests): this rank's loss of the next step is NaN, so every
+  // rank sees a non-finite global loss and discards the step.
+  void inject_nonfinite_loss() { inject_nan_ = true; }
 
   // Runs optimizer step `step` (0-based) on every rank of the world together. A collective
   // that fails throws comm_error (the step may be half done: the caller restores).
@@ -108,6 +111,7 @@ private:
   std::vector<int32_t> inputs_, targets_;          // (B, T) each
   std::function<void()> before_update_;
   std::optional<kernels::adamw_snapshot> snapshot_;
+  bool inject_nan_ = false;
 
   std::vector<aligned_buffer> pool_;      // full-length gradient buffers
   std::vector<int> free_;                 // indices of pool_ not in use
