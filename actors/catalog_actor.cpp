@@ -100,6 +100,16 @@ std::string accept(catalog_state& st, const msg::start_accepted& a) {
   run_state& state = *st.cfg.state;
   const config::run_spec& spec = st.cfg.spec;
   if (state.resuming() && !st.committer) state.begin(spec);
+  if (st.committer && a.generation > st.generation) {
+    // A new generation after a failure: every writer of the old one has stopped.
+    const std::string why = fmt::format("its world (generation {}) failed before every shard "
+                                        "was durable", st.generation);
+    if (const auto step = st.committer->abandon_older_than(a.generation, why)) {
+      st.cfg.log->warn("g{}: the save of step {} is abandoned: {}", a.generation, *step, why);
+    }
+    for (auto& w : st.waiting) w.promise.deliver(false);  // their ranks are gone
+    st.waiting.clear();
+  }
   st.generation = a.generation;
   if (!st.committer) {
     st.committer.emplace(state.catalog(),
@@ -178,6 +188,9 @@ caf::behavior catalog_actor(caf::event_based_actor* self, catalog_actor_config c
       },
       [st](const msg::start_accepted& a) -> caf::result<std::string> {
         return guarded<std::string>([&] { return accept(*st, a); });
+      },
+      [st](const msg::run_event& e) {
+        st->cfg.state->catalog().append_event(e.kind, e.json);
       },
       [st](const msg::run_finished& f) -> caf::result<msg::catalog_counts> {
         return guarded<msg::catalog_counts>([&] { return finish(*st, f); });

@@ -24,6 +24,7 @@
 #include "actors/messages.hpp"
 #include "actors/model_descriptor.hpp"
 #include "actors/rank_assignment.hpp"
+#include "actors/recovery_plan.hpp"
 #include "actors/run_files.hpp"
 #include "actors/run_outputs.hpp"
 #include "actors/stop_signal.hpp"
@@ -60,13 +61,16 @@ struct run_end {
   std::string weights_sha256, initial_weights_sha256, run_id;
   msg::catalog_counts counts;
   double blocked_ms = 0.0;        // ranks' checkpoint stalls, summed
+  int64_t faults = 0, recoveries = 0, steps_lost = 0, generations = 1;
+  std::vector<double> recovery_ms;  // fault to the first finished step after it
 };
 
 struct node_info {
   std::string name, host;
   int32_t slots = 0;
   caf::actor agent;
-  bool gone = false;
+  bool gone = false;              // its connection closed (at the end, or lost)
+  bool lost = false;              // lost while the run lived: its slots are gone
 };
 
 struct rank_info {
@@ -76,7 +80,15 @@ struct rank_info {
   std::optional<msg::rank_done> done;
 };
 
-enum class phase { joining, starting, restoring, training, stopping, ending };
+enum class phase { joining, starting, restoring, training, recovering, stopping, ending };
+
+// A fault being recovered from: what it cost, known when the first step after it finishes.
+struct open_recovery {
+  plan_clock::time_point since;
+  int64_t steps_done = 0;         // finished steps when it struck
+  int64_t restore_step = -1;
+  std::string reason;
+};
 
 struct coordinator_config {
   config::run_spec spec;          // as the user gave it (recorded in the catalog)
@@ -105,6 +117,12 @@ struct coord_state {
   run_end end;
   int64_t log_every = 1;
   bool ended = false;
+  bool started = false;           // the first world began training
+  slot_health health;             // faults in a row without a finished step (run-wide)
+  std::optional<open_recovery> recovering;
+  int32_t fence_replies = 0;      // node agents yet to confirm the old world has ended
+  plan_clock::time_point last_step_at;
+  std::vector<double> step_intervals_ms;  // between finished steps, this generation
 };
 
 std::string node_name(const coord_state& st, int32_t node) {
@@ -164,9 +182,15 @@ void start_training(caf::event_based_actor* self, const state_ptr& sp, int64_t s
           [self, sp, start_step](const std::string& run_id) {
             coord_state& st = *sp;
             st.end.run_id = run_id;
-            st.end.start_step = start_step;
+            if (!st.started) {
+              st.end.start_step = start_step;
+              if (st.cfg.on_accepted) st.cfg.on_accepted();
+            }
+            st.started = true;
+            if (st.recovering) st.recovering->restore_step = start_step;
             st.end.steps = start_step;
-            if (st.cfg.on_accepted) st.cfg.on_accepted();
+            st.last_step_at = plan_clock::now();
+            st.step_intervals_ms.clear();
             double loss_at_start = NAN;
             st.metrics = open_metrics(metrics_path(st.cfg.state_dir), start_step, loss_at_start,
                                       *st.cfg.log);
@@ -197,7 +221,7 @@ void pick_restore_point(caf::event_based_actor* self, const state_ptr& sp, int64
 
 void assign_and_start(caf::event_based_actor* self, coord_state& st) {
   std::vector<int32_t> slots;
-  for (const node_info& n : st.nodes) slots.push_back(n.slots);
+  for (const node_info& n : st.nodes) slots.push_back(n.lost ? 0 : n.slots);
   const std::vector<int32_t> node_of = assign_ranks(slots, st.world);
   if (node_of.empty()) return;  // not enough slots yet
   st.ranks.assign(static_cast<size_t>(st.world), rank_info{});
@@ -294,6 +318,78 @@ void all_done(caf::event_based_actor* self, const state_ptr& sp) {
           [self, sp](caf::error& e) { fail(self, *sp, error_text(self->system(), e)); });
 }
 
+// Starts the next generation's world on the live nodes, once the old one has ended.
+void restart_world(caf::event_based_actor* self, coord_state& st) {
+  if (st.ended) return;
+  st.ph = phase::joining;  // assign_and_start places the ranks when the slots suffice
+  assign_and_start(self, st);
+  if (st.ph == phase::joining) {
+    fail(self, st, fmt::format("g{}: the live node agents have fewer slots than the {} rank(s) "
+                               "of the run (shrinking the world is not available yet): start "
+                               "node agents with free slots, then run the same command to "
+                               "resume", st.generation, st.world));
+  }
+}
+
+// A fault of the current world: the world is fenced (every worker of it ends; committed
+// checkpoints stay), the generation goes up, and the same ranks start again on the live
+// nodes from the newest committed checkpoint. Faults in a row without a finished step
+// beyond fault_tolerance.respawn_retries stop the run.
+void recover(caf::event_based_actor* self, const std::shared_ptr<coord_state>& sp,
+             int32_t rank, int32_t node, const std::string& reason) {
+  coord_state& st = *sp;
+  if (st.ended) return;
+  if (st.ph == phase::joining || st.ph == phase::stopping || st.ph == phase::ending) {
+    fail(self, st, reason);
+    return;
+  }
+  const config::fault_tolerance_section& ft = st.cfg.spec.fault_tolerance;
+  const respawn_policy policy{static_cast<int32_t>(ft.respawn_retries),
+                              std::chrono::milliseconds(ft.respawn_backoff_ms)};
+  st.health = after_failure(st.health, policy);
+  st.end.faults++;
+  if (st.health.quarantined) {
+    fail(self, st, fmt::format("{}; that is {} fault(s) in a row without a finished step "
+                               "(fault_tolerance.respawn_retries = {})", reason,
+                               st.health.failures_in_row, ft.respawn_retries));
+    return;
+  }
+  self->send(st.cfg.catalog,
+             msg::run_event{"fault", config::json_object()
+                                         .add("generation", st.generation)
+                                         .add("rank", int64_t{rank})
+                                         .add("node", node_name(st, node))
+                                         .add("reason", reason)
+                                         .add("steps_done", st.end.steps)
+                                         .str()});
+  if (!st.recovering) st.recovering = open_recovery{plan_clock::now(), st.end.steps, -1, reason};
+  const int64_t old = st.generation;
+  st.generation++;
+  st.end.generations = st.generation + 1;
+  st.ph = phase::recovering;
+  st.steps.clear();
+  for (rank_info& r : st.ranks) r = rank_info{.node = r.node};
+  if (st.cfg.tty) std::fprintf(stderr, "\n");
+  st.cfg.log->warn("g{}: recovering: {}; the world of generation {} is fenced and starts "
+                   "again from the newest committed checkpoint", st.generation, reason, old);
+  const auto delay = respawn_delay(st.health, policy);
+  st.fence_replies = 0;
+  for (node_info& n : st.nodes) {
+    if (n.lost || n.gone) continue;
+    st.fence_replies++;
+    self->request(n.agent, std::chrono::seconds(30), msg::end_generation{old})
+        .then([self, sp, g = st.generation, delay](bool) {
+                if (sp->generation != g || --sp->fence_replies > 0) return;
+                self->delayed_send(self, delay, msg::end_generation{g});
+              },
+              [self, sp, g = st.generation, delay](caf::error&) {  // a lost node: its fault follows
+                if (sp->generation != g || --sp->fence_replies > 0) return;
+                self->delayed_send(self, delay, msg::end_generation{g});
+              });
+  }
+  if (st.fence_replies == 0) self->delayed_send(self, delay, msg::end_generation{st.generation});
+}
+
 caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config config) {
   auto st = std::make_shared<coord_state>();
   st->cfg = std::move(config);
@@ -361,7 +457,7 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
         st->ranks[static_cast<size_t>(w.rank)].ready = true;
         if (!std::all_of(st->ranks.begin(), st->ranks.end(), [](const rank_info& r) { return r.ready; })) return;
         st->cfg.log->info("g{}: all {} rank(s) connected", st->generation, st->world);
-        if (st->cfg.resuming) {
+        if (st->cfg.resuming || st->started) {
           pick_restore_point(self, st, -1);
         } else {
           start_training(self, st, 0);
@@ -383,13 +479,40 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
         self->send(st->cfg.catalog, msg::restore_failed{r.step, why.corrupt, why.error});
         pick_restore_point(self, st, r.step);
       },
-      [st](const msg::step_report& r) {
+      [self, st](const msg::step_report& r) {
         if (r.generation != st->generation) return;
         auto& reports = st->steps[r.step];
         reports.push_back(r);
         if (static_cast<int32_t>(reports.size()) < st->world) return;
         record_step(*st, r.step, reports);
         st->steps.erase(r.step);
+        const auto now = plan_clock::now();
+        st->step_intervals_ms.push_back(
+            std::chrono::duration<double, std::milli>(now - st->last_step_at).count());
+        if (st->step_intervals_ms.size() > 100) st->step_intervals_ms.erase(st->step_intervals_ms.begin());
+        st->last_step_at = now;
+        st->health = after_success(st->health);
+        if (st->recovering) {
+          const open_recovery rec = *st->recovering;
+          st->recovering.reset();
+          const double ms = std::chrono::duration<double, std::milli>(now - rec.since).count();
+          const int64_t lost = std::max<int64_t>(0, rec.steps_done - rec.restore_step);
+          st->end.recoveries++;
+          st->end.steps_lost += lost;
+          st->end.recovery_ms.push_back(ms);
+          st->cfg.log->info("g{} step {}: recovered in {:.0f} ms from checkpoint step {} ({} "
+                            "step(s) trained again) after: {}", st->generation, r.step, ms,
+                            rec.restore_step, lost, rec.reason);
+          self->send(st->cfg.catalog,
+                     msg::run_event{"recovered", config::json_object()
+                                                     .add("generation", st->generation)
+                                                     .add("restore_step", rec.restore_step)
+                                                     .add("steps_lost", lost)
+                                                     .add("recover_ms", ms)
+                                                     .add("world_size", int64_t{st->world})
+                                                     .add("reason", rec.reason)
+                                                     .str()});
+        }
       },
       [self, st](const msg::rank_done& d) -> bool {
         if (d.generation != st->generation || d.rank < 0 || d.rank >= st->world) return false;
@@ -402,8 +525,13 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
       [self, st](const msg::rank_failed& f) -> bool {
         if (f.generation != st->generation || f.rank < 0 || f.rank >= st->world) return false;
         const int32_t node = st->ranks[static_cast<size_t>(f.rank)].node;
-        fail(self, *st, fmt::format("rank {} on node '{}' failed: {}", f.rank, node_name(*st, node),
-                                    f.error));
+        const std::string why = fmt::format("rank {} on node '{}' failed: {}", f.rank,
+                                            node_name(*st, node), f.error);
+        if (f.recoverable) {
+          recover(self, st, f.rank, node, why);
+        } else {
+          fail(self, *st, why);
+        }
         return true;
       },
       [self, st](const msg::fault& f) {
@@ -413,11 +541,31 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
                              f.generation, f.reason);
           return;
         }
-        fail(self, *st, f.reason);
+        if (f.rank < 0 && f.node_id >= 0 && f.node_id < static_cast<int32_t>(st->nodes.size())) {
+          st->nodes[static_cast<size_t>(f.node_id)].lost = true;
+        }
+        recover(self, st, f.rank, f.node_id, f.reason);
+      },
+      [self, st](const msg::end_generation& e) {  // the old world has ended: the next one
+        if (e.generation == st->generation && st->ph == phase::recovering) restart_world(self, *st);
       },
       [self, st](tick_atom) {
         if (st->ended) return;
         if (st->ph == phase::joining) assign_and_start(self, *st);
+        if (st->ph == phase::training) {
+          const config::fault_tolerance_section& ft = st->cfg.spec.fault_tolerance;
+          const auto timeout = hang_timeout(
+              st->step_intervals_ms,
+              {ft.hang_factor, std::chrono::milliseconds(ft.hang_grace_ms),
+               std::chrono::milliseconds(ft.hang_initial_timeout_ms)});
+          const auto quiet = plan_clock::now() - st->last_step_at;
+          if (quiet > timeout) {
+            recover(self, st, -1, -1,
+                    fmt::format("no step finished within {} ms after step {} (the hang timeout): "
+                                "a rank is stopped, or stuck in its work or a collective",
+                                timeout.count(), st->end.steps));
+          }
+        }
         if (const int sig = stop_signal(); sig != 0 && st->end.stop_signal == 0) {
           st->end.stop_signal = sig;
           if (st->ph == phase::training) {
@@ -587,6 +735,9 @@ int run_coordinator(const config::run_spec& spec, const coordinator_options& opt
       .add("resumed_from_step", end.start_step).add("checkpoints_committed", end.counts.committed)
       .add("checkpoints_failed", end.counts.failed)
       .add("checkpoint_blocked_ms", end.counts.blocked_ms + end.blocked_ms)
+      .add("faults", end.faults).add("recoveries", end.recoveries)
+      .add("steps_lost", end.steps_lost).add("generations", end.generations)
+      .add_raw("recovery_ms", fmt::format("[{:.1f}]", fmt::join(end.recovery_ms, ",")))
       .add("initial_weights_sha256", end.initial_weights_sha256)
       .add("weights_sha256", end.weights_sha256);
   write_text_file(summary_path(dir), summary.str() + "\n");

@@ -2,7 +2,7 @@
 //
 //   node agent  -> coordinator   node_hello (reply node_welcome)
 //   node agent  -> supervisor    node_heartbeat, worker_exited
-//   coordinator -> node agent    start_workers, end_run
+//   coordinator -> node agent    start_workers, end_run, end_generation (reply bool)
 //   worker      -> coordinator   worker_hello (reply worker_setup), worker_ready,
 //                                step_report, rank_done, rank_failed, store_set/store_get
 //   coordinator -> worker        restore_from (reply restore_result), begin_training,
@@ -163,6 +163,7 @@ struct rank_failed {
   int32_t rank = 0;
   int64_t step = 0;
   std::string error;
+  bool recoverable = false;   // a lost peer or service (the next generation may succeed)
 };
 
 // --- rendezvous store (for the communicator) ----------------------------------------------
@@ -249,6 +250,16 @@ struct run_finished {
   bool finished = false;   // all of run.steps done (not stopped early)
 };
 
+// A fault or a recovery decision, for the catalog's events (`json` is the record).
+struct run_event {
+  std::string kind;          // "fault", "recovered"
+  std::string json;
+};
+// Ends every worker of generations up to `generation` on a node agent; answered (true) once
+// all of them have been reaped.
+struct end_generation {
+  int64_t generation = 0;
+};
 struct catalog_counts {
   int64_t committed = 0;
   int64_t failed = 0;
@@ -350,7 +361,8 @@ typename F::result_type inspect(F& f, rank_done& x) {
 }
 template <class F>
 typename F::result_type inspect(F& f, rank_failed& x) {
-  return f(caf::meta::type_name("rank_failed"), x.generation, x.rank, x.step, x.error);
+  return f(caf::meta::type_name("rank_failed"), x.generation, x.rank, x.step, x.error,
+           x.recoverable);
 }
 template <class F>
 typename F::result_type inspect(F& f, store_set& x) {
@@ -400,6 +412,14 @@ typename F::result_type inspect(F& f, start_accepted& x) {
 template <class F>
 typename F::result_type inspect(F& f, run_finished& x) {
   return f(caf::meta::type_name("run_finished"), x.steps, x.finished);
+}
+template <class F>
+typename F::result_type inspect(F& f, run_event& x) {
+  return f(caf::meta::type_name("run_event"), x.kind, x.json);
+}
+template <class F>
+typename F::result_type inspect(F& f, end_generation& x) {
+  return f(caf::meta::type_name("end_generation"), x.generation);
 }
 template <class F>
 typename F::result_type inspect(F& f, catalog_counts& x) {
@@ -452,4 +472,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(lz, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(lz, (lz::msg::batch_request))
   CAF_ADD_TYPE_ID(lz, (lz::msg::batch))
   CAF_ADD_TYPE_ID(lz, (std::vector<char>))
+  CAF_ADD_TYPE_ID(lz, (lz::msg::run_event))
+  CAF_ADD_TYPE_ID(lz, (lz::msg::end_generation))
 CAF_END_TYPE_ID_BLOCK(lz)

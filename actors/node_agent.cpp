@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <future>
@@ -43,6 +44,8 @@ struct node_state {
   caf::actor feeder;
   uint16_t feeder_port = 0;
   std::map<pid_t, child> children;
+  // end_generation requests, answered once no worker of their generation or older is left
+  std::vector<std::pair<int64_t, caf::typed_response_promise<bool>>> ending_generations;
   bool ending = false;
   int exit_code = 0;
   std::shared_ptr<std::promise<int>> done;
@@ -55,6 +58,22 @@ int64_t unix_ms() {
 
 void kill_children(node_state& st) {
   for (const auto& [pid, c] : st.children) ::kill(pid, SIGKILL);
+}
+
+// Answers the end_generation requests whose workers have all been reaped.
+void answer_ended_generations(node_state& st) {
+  auto& pending = st.ending_generations;
+  for (auto it = pending.begin(); it != pending.end();) {
+    const int64_t g = it->first;
+    const bool left = std::any_of(st.children.begin(), st.children.end(),
+                                  [g](const auto& c) { return c.second.generation <= g; });
+    if (left) {
+      ++it;
+      continue;
+    }
+    it->second.deliver(true);
+    it = pending.erase(it);
+  }
 }
 
 // Ends the node once no worker is left (the reaper reports each exit).
@@ -148,7 +167,22 @@ caf::behavior node_supervisor(caf::event_based_actor* self, std::shared_ptr<node
                    msg::worker_exited{st->node_id, c.generation, c.rank, pid,
                                       WIFEXITED(status) ? WEXITSTATUS(status) : -1,
                                       by_signal ? WTERMSIG(status) : 0});
+        answer_ended_generations(*st);
         end_if_idle(self, *st);
+      },
+      [self, st](const msg::end_generation& e) -> caf::result<bool> {
+        int killed = 0;
+        for (const auto& [pid, c] : st->children) {
+          if (c.generation > e.generation) continue;
+          ::kill(pid, SIGKILL);
+          killed++;
+        }
+        st->log->info("g{}: the world of generation {} is fenced: {} worker(s) of it ended",
+                      e.generation + 1, e.generation, killed);
+        auto promise = self->make_response_promise<bool>();
+        st->ending_generations.emplace_back(e.generation, promise);
+        answer_ended_generations(*st);
+        return promise;
       },
       [self, st](const msg::end_run& e) {
         st->log->info("the coordinator ends the run: {}", e.reason);

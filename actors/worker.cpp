@@ -226,6 +226,9 @@ int run_worker(const worker_options& options) {
   // makes this rank ask every rank to stop at the next step boundary, after saving it.
   install_stop_handlers();
   ::signal(SIGINT, SIG_IGN);
+  // An injected fault (LAZARUS_FAULT) fires once per run: workers started for a later
+  // generation, after the recovery from it, do not inherit it.
+  if (options.generation > 0) ::unsetenv("LAZARUS_FAULT");
   die_with_parent();
   auto log = spdlog::stderr_color_mt(fmt::format("rank{}", options.rank));
   log->set_pattern("%Y-%m-%d %H:%M:%S.%e %n %^%l%$ %v");
@@ -328,8 +331,13 @@ int run_worker(const worker_options& options) {
       break;
     }
   } catch (const std::exception& e) {
+    // A lost peer or service (communicator, feeder, catalog): the next generation may
+    // succeed. Anything else (bad data, a spec the data cannot serve, non-finite steps in a
+    // row) would fail the same way again.
+    const bool recoverable = dynamic_cast<const io_error*>(&e) != nullptr;
     log->error("rank {}: {}", options.rank, e.what());
-    tell_and_wait(sys, coordinator, msg::rank_failed{options.generation, options.rank, -1, e.what()},
+    tell_and_wait(sys, coordinator,
+                  msg::rank_failed{options.generation, options.rank, -1, e.what(), recoverable},
                   *log);
     exit_code = 1;
   }

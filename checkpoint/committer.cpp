@@ -182,6 +182,15 @@ void committer::shard_failed(int64_t step, int32_t rank, const std::string& erro
   }
 }
 
+std::optional<int64_t> committer::abandon_older_than(int64_t generation, const std::string& why) {
+  std::lock_guard lock(mutex_);
+  if (!inflight_ || inflight_->generation >= generation) return std::nullopt;
+  const int64_t step = inflight_->step;
+  inflight_->errors.push_back(why);
+  finish();
+  return step;
+}
+
 void committer::finish() {
   save_in_flight save = std::move(*inflight_);
   const std::string dir_name = checkpoint_dir_name(save.step);

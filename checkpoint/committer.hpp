@@ -108,6 +108,10 @@ public:
   std::optional<bool> try_begin(int64_t step, int32_t world, int64_t generation);
   void shard_durable(int64_t step, const shard_record& shard) override;
   void shard_failed(int64_t step, int32_t rank, const std::string& error) override;
+  // The save in flight, if it is from a generation before `generation`, can never complete
+  // (its world is gone, and every writer of it has stopped): it fails as if a rank had
+  // failed it, and its directory (recorded in flight) is removed. Returns its step.
+  std::optional<int64_t> abandon_older_than(int64_t generation, const std::string& why);
   // The step of the save in flight, if any (a report for another step is not expected).
   std::optional<int64_t> step_in_flight() const;
 

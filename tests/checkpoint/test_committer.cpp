@@ -71,6 +71,24 @@ TEST_F(committer_test, one_failed_rank_fails_the_save_and_its_directory_goes) {
   EXPECT_TRUE(c.begin(10, 2, 1)) << "the next save goes ahead";
 }
 
+TEST_F(committer_test, a_save_of_a_fenced_generation_is_abandoned_and_only_that_one) {
+  committer c(*cat_, {root(), {3, 0}, false}, log_);
+  ASSERT_TRUE(c.begin(5, 2, 1));
+  c.shard_durable(5, shard(5, 0, 2));  // rank 1 died before its shard was durable
+  EXPECT_FALSE(c.abandon_older_than(1, "same generation").has_value()) << "its world lives";
+  const auto step = c.abandon_older_than(2, "its world (generation 1) failed");
+  ASSERT_EQ(step, std::optional<int64_t>(5));
+  EXPECT_FALSE(c.step_in_flight().has_value());
+  EXPECT_FALSE(fs::exists(root() + "/step_00000005")) << "recorded in flight, so it may go";
+  EXPECT_TRUE(cat_->inflight_saves().empty());
+  EXPECT_NE(cat_->events().back().json.find("generation 1) failed"), std::string::npos);
+  EXPECT_FALSE(c.abandon_older_than(2, "again").has_value()) << "nothing left in flight";
+  ASSERT_TRUE(c.begin(10, 2, 2));
+  c.shard_durable(10, shard(10, 0, 2));
+  c.shard_durable(10, shard(10, 1, 2));
+  EXPECT_TRUE(cat_->get(10).has_value()) << "the next generation saves as before";
+}
+
 TEST_F(committer_test, skip_policy_skips_for_every_rank_while_a_save_is_in_flight) {
   committer c(*cat_, {root(), {3, 0}, true}, log_);
   ASSERT_TRUE(c.begin(5, 2, 1));

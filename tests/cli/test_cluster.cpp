@@ -171,13 +171,16 @@ TEST(cluster, no_process_outlives_lazarus_run_killed_or_stopped_twice) {
   }
 }
 
-TEST(cluster, a_killed_worker_fails_the_run_cleanly_and_the_same_command_resumes) {
+TEST(cluster, a_killed_worker_with_no_respawn_left_fails_the_run_cleanly_and_the_same_command_resumes) {
   const std::string dir = lz::test::test_dir("cluster-killed-worker");
-  const std::string cmd = "run --no-progress --state-dir " + dir + joined(spec_sets(20, 2, 2));
+  const std::string cmd = "run --no-progress --state-dir " + dir + joined(spec_sets(20, 2, 2)) +
+                          " --set fault_tolerance.respawn_retries=0";
   const auto failed = run_lazarus(cmd, dir, "LAZARUS_FAULT=train.after_step@7#1 " + tag_of("killed"));
   EXPECT_EQ(failed.exit_code, 1) << failed.output;
   EXPECT_NE(failed.output.find("rank 1 on node 'node"), std::string::npos) << failed.output;
   EXPECT_NE(failed.output.find("killed by signal 9"), std::string::npos) << failed.output;
+  EXPECT_NE(failed.output.find("fault_tolerance.respawn_retries = 0"), std::string::npos)
+      << failed.output;
   EXPECT_TRUE(lz::test::tagged_processes(tag_of("killed")).empty());
   const auto verify = run_lazarus("ckpt verify " + dir, dir + "/verify");
   EXPECT_EQ(verify.exit_code, 0) << verify.output;

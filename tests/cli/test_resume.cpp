@@ -26,7 +26,10 @@ std::string run_args(const std::string& dir, int steps = 20) {
   return "run --no-progress --state-dir " + dir + lz::test::corpus_set_args() +
          " --set run.steps=" + std::to_string(steps) +
          " --set data.seq_len=64 --set run.val_every_steps=10 --set run.sample_tokens=0"
-         " --set checkpoint.every_steps=5 --set checkpoint.keep_last=3";
+         " --set checkpoint.every_steps=5 --set checkpoint.keep_last=3"
+         // a killed process stops the run (no respawn): what these tests check is what a
+         // crash leaves on disk and how the next start resumes from it
+         " --set fault_tolerance.respawn_retries=0";
 }
 
 std::string sha_of(const std::string& dir) {

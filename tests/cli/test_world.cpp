@@ -91,7 +91,8 @@ TEST(world, one_rank_out_of_disk_fails_that_save_for_all_and_training_goes_on) {
 
 TEST(world, a_run_killed_while_one_rank_writes_resumes_to_the_same_weights) {
   const std::string dir = lz::test::test_dir("world-killed");
-  const auto killed = run_lazarus(world_args(dir, 20, 3), dir, "LAZARUS_FAULT=shard.mid_write@10#2");
+  const auto killed = run_lazarus(world_args(dir, 20, 3, "--set fault_tolerance.respawn_retries=0"), dir,
+                                   "LAZARUS_FAULT=shard.mid_write@10#2");
   ASSERT_EQ(killed.exit_code, 1) << killed.output;
   EXPECT_NE(killed.output.find("rank 2 on node 'node0'"), std::string::npos) << killed.output;
   EXPECT_NE(killed.output.find("was killed by signal 9 (Killed)"), std::string::npos)
