@@ -84,7 +84,7 @@ enum class phase { joining, starting, restoring, training, recovering, stopping,
 
 // A fault being recovered from: what it cost, known when the first step after it finishes.
 struct open_recovery {
-  plan_clock::time_point since;
+  health_clock::time_point since;
   int64_t steps_done = 0;         // finished steps when it struck
   int64_t restore_step = -1;
   std::string reason;
@@ -121,7 +121,7 @@ struct coord_state {
   slot_health health;             // faults in a row without a finished step (run-wide)
   std::optional<open_recovery> recovering;
   int32_t fence_replies = 0;      // node agents yet to confirm the old world has ended
-  plan_clock::time_point last_step_at;
+  health_clock::time_point last_step_at;
   std::vector<double> step_intervals_ms;  // between finished steps, this generation
 };
 
@@ -189,7 +189,7 @@ void start_training(caf::event_based_actor* self, const state_ptr& sp, int64_t s
             st.started = true;
             if (st.recovering) st.recovering->restore_step = start_step;
             st.end.steps = start_step;
-            st.last_step_at = plan_clock::now();
+            st.last_step_at = health_clock::now();
             st.step_intervals_ms.clear();
             double loss_at_start = NAN;
             st.metrics = open_metrics(metrics_path(st.cfg.state_dir), start_step, loss_at_start,
@@ -362,7 +362,7 @@ void recover(caf::event_based_actor* self, const std::shared_ptr<coord_state>& s
                                          .add("reason", reason)
                                          .add("steps_done", st.end.steps)
                                          .str()});
-  if (!st.recovering) st.recovering = open_recovery{plan_clock::now(), st.end.steps, -1, reason};
+  if (!st.recovering) st.recovering = open_recovery{health_clock::now(), st.end.steps, -1, reason};
   const int64_t old = st.generation;
   st.generation++;
   st.end.generations = st.generation + 1;
@@ -373,19 +373,18 @@ void recover(caf::event_based_actor* self, const std::shared_ptr<coord_state>& s
   st.cfg.log->warn("g{}: recovering: {}; the world of generation {} is fenced and starts "
                    "again from the newest committed checkpoint", st.generation, reason, old);
   const auto delay = respawn_delay(st.health, policy);
+  // Each node agent's answer, or its loss (whose own fault follows): after the last one the
+  // next world starts once the backoff has passed.
+  const auto replied = [self, sp, g = st.generation, delay] {
+    if (sp->generation != g || --sp->fence_replies > 0) return;
+    self->delayed_send(self, delay, msg::end_generation{g});
+  };
   st.fence_replies = 0;
   for (node_info& n : st.nodes) {
     if (n.lost || n.gone) continue;
     st.fence_replies++;
     self->request(n.agent, std::chrono::seconds(30), msg::end_generation{old})
-        .then([self, sp, g = st.generation, delay](bool) {
-                if (sp->generation != g || --sp->fence_replies > 0) return;
-                self->delayed_send(self, delay, msg::end_generation{g});
-              },
-              [self, sp, g = st.generation, delay](caf::error&) {  // a lost node: its fault follows
-                if (sp->generation != g || --sp->fence_replies > 0) return;
-                self->delayed_send(self, delay, msg::end_generation{g});
-              });
+        .then([replied](bool) { replied(); }, [replied](caf::error&) { replied(); });
   }
   if (st.fence_replies == 0) self->delayed_send(self, delay, msg::end_generation{st.generation});
 }
@@ -486,7 +485,7 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
         if (static_cast<int32_t>(reports.size()) < st->world) return;
         record_step(*st, r.step, reports);
         st->steps.erase(r.step);
-        const auto now = plan_clock::now();
+        const auto now = health_clock::now();
         st->step_intervals_ms.push_back(
             std::chrono::duration<double, std::milli>(now - st->last_step_at).count());
         if (st->step_intervals_ms.size() > 100) st->step_intervals_ms.erase(st->step_intervals_ms.begin());
@@ -558,7 +557,7 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
               st->step_intervals_ms,
               {ft.hang_factor, std::chrono::milliseconds(ft.hang_grace_ms),
                std::chrono::milliseconds(ft.hang_initial_timeout_ms)});
-          const auto quiet = plan_clock::now() - st->last_step_at;
+          const auto quiet = health_clock::now() - st->last_step_at;
           if (quiet > timeout) {
             recover(self, st, -1, -1,
                     fmt::format("no step finished within {} ms after step {} (the hang timeout): "

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <chrono>
 #include <future>
 #include <map>
@@ -56,8 +57,15 @@ int64_t unix_ms() {
              std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-void kill_children(node_state& st) {
-  for (const auto& [pid, c] : st.children) ::kill(pid, SIGKILL);
+// SIGKILL to every worker of generation `up_to` or older; returns how many.
+int kill_children(node_state& st, int64_t up_to = INT64_MAX) {
+  int killed = 0;
+  for (const auto& [pid, c] : st.children) {
+    if (c.generation > up_to) continue;
+    ::kill(pid, SIGKILL);
+    killed++;
+  }
+  return killed;
 }
 
 // Answers the end_generation requests whose workers have all been reaped.
@@ -171,12 +179,7 @@ caf::behavior node_supervisor(caf::event_based_actor* self, std::shared_ptr<node
         end_if_idle(self, *st);
       },
       [self, st](const msg::end_generation& e) -> caf::result<bool> {
-        int killed = 0;
-        for (const auto& [pid, c] : st->children) {
-          if (c.generation > e.generation) continue;
-          ::kill(pid, SIGKILL);
-          killed++;
-        }
+        const int killed = kill_children(*st, e.generation);
         st->log->info("g{}: the world of generation {} is fenced: {} worker(s) of it ended",
                       e.generation + 1, e.generation, killed);
         auto promise = self->make_response_promise<bool>();

@@ -91,9 +91,13 @@ engine::step_result rank_session::step(int64_t step) {
   const bool filling = ckpt_ && ckpt_->snapshot_open();  // this update fills a snapshot
   if (checkpoint::fault_nan("train.loss", step + 1, rank())) stepper_->inject_nonfinite_loss();
   const engine::step_result r = stepper_->run(step);
-  if (filling && !r.discarded) ckpt_->end_snapshot();
-  // A discarded step changed nothing: the snapshot of the state before it is that state.
-  if (filling && r.discarded) finish_open_snapshot();
+  if (filling) {
+    if (r.discarded) {
+      finish_open_snapshot();  // it changed nothing: the state before it is the snapshot
+    } else {
+      ckpt_->end_snapshot();
+    }
+  }
   return r;
 }
 

@@ -107,7 +107,7 @@ std::chrono::milliseconds hang_timeout(const std::vector<double>& recent_step_ms
   return std::chrono::milliseconds(static_cast<int64_t>(std::ceil(ms)));
 }
 
-std::vector<int32_t> hang_culprits(plan_clock::time_point now,
+std::vector<int32_t> hang_culprits(health_clock::time_point now,
                                    const std::vector<rank_pulse>& pulses,
                                    std::chrono::milliseconds silent_after) {
   std::vector<int32_t> silent, busy, all;

@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-namespace lz::actors {
+#include "actors/health.hpp"
 
-using plan_clock = std::chrono::steady_clock;
+namespace lz::actors {
 
 // Where one worker process runs: a slot (a GPU, or a CPU rank place) of a node.
 struct slot_id {
@@ -109,14 +109,14 @@ std::chrono::milliseconds hang_timeout(const std::vector<double>& recent_step_ms
 
 struct rank_pulse {
   int32_t rank = 0;
-  plan_clock::time_point last_heard;  // its last heartbeat
+  health_clock::time_point last_heard;  // its last heartbeat
   bool in_collective = false;         // waiting on its peers when it last said
 };
 
 // The ranks to blame for a hang: those that went silent (no heartbeat for `silent_after`:
 // stopped or frozen processes), else those not waiting in a collective (stuck in their own
 // work), else all of them (a stuck collective).
-std::vector<int32_t> hang_culprits(plan_clock::time_point now,
+std::vector<int32_t> hang_culprits(health_clock::time_point now,
                                    const std::vector<rank_pulse>& pulses,
                                    std::chrono::milliseconds silent_after);
 

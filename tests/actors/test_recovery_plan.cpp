@@ -7,7 +7,7 @@
 namespace {
 
 using namespace std::chrono_literals;
-using lz::actors::plan_clock;
+using lz::actors::health_clock;
 using lz::actors::slot_id;
 using kind = lz::actors::world_decision::kind;
 
@@ -140,7 +140,7 @@ TEST(hang_timeout, p99_is_the_nearest_rank) {
 }
 
 TEST(hang_culprits, a_silent_rank_is_blamed_before_a_busy_one_and_a_stuck_collective_blames_all) {
-  const plan_clock::time_point t0{};
+  const health_clock::time_point t0{};
   const auto now = t0 + 10s;
   const std::vector<lz::actors::rank_pulse> one_silent{
       {0, now - 100ms, true}, {1, now - 5s, false}, {2, now - 200ms, false}};
