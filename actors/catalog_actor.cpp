@@ -111,6 +111,7 @@ std::string accept(catalog_state& st, const msg::start_accepted& a) {
     st.waiting.clear();
   }
   st.generation = a.generation;
+  state.catalog().set_meta(k_meta_generation, std::to_string(a.generation));
   if (!st.committer) {
     st.committer.emplace(state.catalog(),
                          checkpoint::committer_options{

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -61,6 +62,7 @@ struct run_end {
   std::string weights_sha256, initial_weights_sha256, run_id;
   msg::catalog_counts counts;
   double blocked_ms = 0.0;        // ranks' checkpoint stalls, summed
+  int64_t world = 0;              // ranks of the last world
   int64_t faults = 0, recoveries = 0, steps_lost = 0, generations = 1;
   std::vector<double> recovery_ms;  // fault to the first finished step after it
 };
@@ -76,6 +78,8 @@ struct node_info {
 struct rank_info {
   int32_t node = -1;
   caf::actor worker;
+  health_clock::time_point last_heard;  // its hello, then its last heartbeat
+  bool in_collective = false;           // as its last heartbeat said
   bool ready = false;
   std::optional<msg::rank_done> done;
 };
@@ -95,6 +99,7 @@ struct coordinator_config {
   std::string spec_toml_abs;      // what nodes and workers get: paths absolute
   std::string state_dir, checkpoint_root, run_id;
   bool resuming = false;
+  int64_t first_generation = 0;   // the last start's generation + 1 when resuming
   bool tty = false;
   caf::actor catalog, store;
   std::shared_ptr<spdlog::logger> log;
@@ -123,7 +128,21 @@ struct coord_state {
   int32_t fence_replies = 0;      // node agents yet to confirm the old world has ended
   health_clock::time_point last_step_at;
   std::vector<double> step_intervals_ms;  // between finished steps, this generation
+  std::optional<health_clock::time_point> short_since;  // the live slots fell below the world
+  bool growing = false;           // the world stops at a step boundary to start larger
 };
+
+// Slots on nodes that are connected and not lost.
+int32_t usable_slots(const coord_state& st) {
+  int32_t n = 0;
+  for (const node_info& x : st.nodes) n += x.lost || x.gone ? 0 : x.slots;
+  return n;
+}
+
+world_policy policy_of(const config::run_spec& spec) {
+  return {static_cast<int32_t>(spec.fault_tolerance.min_ranks),
+          static_cast<int32_t>(spec.fault_tolerance.resolved_max_ranks(spec.parallel.ranks))};
+}
 
 std::string node_name(const coord_state& st, int32_t node) {
   return node >= 0 && node < static_cast<int32_t>(st.nodes.size())
@@ -173,6 +192,22 @@ void fail(caf::event_based_actor* self, coord_state& st, const std::string& why)
   end_run(self, st, true, why);
 }
 
+// More slots than ranks (a node joined): the world stops at the next step boundary, saves
+// that step, and starts again larger from it. Only with checkpoints, which carry the state
+// across.
+void maybe_grow(caf::event_based_actor* self, coord_state& st) {
+  const config::run_spec& spec = st.cfg.spec;
+  if (st.ph != phase::training || st.growing || spec.checkpoint.every_steps == 0) return;
+  const int32_t target = std::min(usable_slots(st), policy_of(spec).max_ranks);
+  if (target <= st.world) return;
+  st.growing = true;
+  st.ph = phase::stopping;
+  st.cfg.log->info("g{}: {} usable slot(s) for {} rank(s): the world stops after this step, "
+                   "saves it and grows to {} rank(s)", st.generation, usable_slots(st), st.world,
+                   target);
+  tell_workers(self, st, msg::stop_training{st.generation, "the world grows"});
+}
+
 using state_ptr = std::shared_ptr<coord_state>;
 
 void start_training(caf::event_based_actor* self, const state_ptr& sp, int64_t start_step) {
@@ -197,6 +232,7 @@ void start_training(caf::event_based_actor* self, const state_ptr& sp, int64_t s
             st.end.final_loss = loss_at_start;
             st.ph = phase::training;
             tell_workers(self, st, msg::begin_training{st.generation, start_step});
+            maybe_grow(self, st);  // a node that joined meanwhile
           },
           [self, sp](caf::error& e) { fail(self, *sp, error_text(self->system(), e)); });
 }
@@ -289,6 +325,36 @@ void record_step(coord_state& st, int64_t step, const std::vector<msg::step_repo
   }
 }
 
+// Who to blame for a hang, from the ranks' heartbeats: the first culprit (-1 when every rank
+// is), and the culprits in words.
+std::pair<int32_t, std::string> hang_blame(const coord_state& st,
+                                           const config::fault_tolerance_section& ft) {
+  const auto now = health_clock::now();
+  const auto silent_after = std::chrono::milliseconds(2 * ft.heartbeat_interval_ms);
+  std::vector<rank_pulse> pulses;
+  for (size_t r = 0; r < st.ranks.size(); r++) {
+    pulses.push_back({static_cast<int32_t>(r), st.ranks[r].last_heard, st.ranks[r].in_collective});
+  }
+  const std::vector<int32_t> culprits = hang_culprits(now, pulses, silent_after);
+  const rank_info& first = st.ranks[static_cast<size_t>(culprits.front())];
+  const bool silent = now - first.last_heard > silent_after;
+  if (!silent && culprits.size() == st.ranks.size() && culprits.size() > 1) {
+    return {-1, "every rank waits in a collective (a stuck collective)"};
+  }
+  std::string names;
+  for (int32_t r : culprits) {
+    names += fmt::format("{}rank {} on node '{}'", names.empty() ? "" : ", ", r,
+                         node_name(st, st.ranks[static_cast<size_t>(r)].node));
+  }
+  if (silent) {
+    return {culprits.front(),
+            fmt::format("{} sent no heartbeat for {} ms (stopped or frozen)", names,
+                        std::chrono::duration_cast<std::chrono::milliseconds>(now - first.last_heard).count())};
+  }
+  return {culprits.front(), fmt::format("{} is not in a collective while its peers wait (stuck "
+                                        "in its own work)", names)};
+}
+
 void all_done(caf::event_based_actor* self, const state_ptr& sp) {
   coord_state& st = *sp;
   const msg::rank_done& lead = *st.ranks.front().done;
@@ -303,6 +369,7 @@ void all_done(caf::event_based_actor* self, const state_ptr& sp) {
     if (r.done->stopped && st.end.stop_signal == 0) st.end.stop_signal = r.done->stop_signal;
   }
   st.end.weights_sha256 = lead.weights_sha256;
+  st.end.world = st.world;
   st.end.initial_weights_sha256 = lead.initial_weights_sha256;
   if (lead.val_loss >= 0) st.end.val_loss = lead.val_loss;
   const bool finished = !lead.stopped;
@@ -318,17 +385,72 @@ void all_done(caf::event_based_actor* self, const state_ptr& sp) {
           [self, sp](caf::error& e) { fail(self, *sp, error_text(self->system(), e)); });
 }
 
-// Starts the next generation's world on the live nodes, once the old one has ended.
+// Starts the next generation's world on the live nodes, once the old one has ended: the
+// same size when the slots allow it, larger when more slots joined (up to max_ranks),
+// smaller (down to min_ranks) once replace_timeout_ms passed without a replacement.
 void restart_world(caf::event_based_actor* self, coord_state& st) {
   if (st.ended) return;
-  st.ph = phase::joining;  // assign_and_start places the ranks when the slots suffice
-  assign_and_start(self, st);
-  if (st.ph == phase::joining) {
-    fail(self, st, fmt::format("g{}: the live node agents have fewer slots than the {} rank(s) "
-                               "of the run (shrinking the world is not available yet): start "
-                               "node agents with free slots, then run the same command to "
-                               "resume", st.generation, st.world));
+  const config::run_spec& spec = st.cfg.spec;
+  const int32_t usable = usable_slots(st);
+  const auto now = health_clock::now();
+  if (usable < st.world && !st.short_since) st.short_since = now;
+  const bool wait_over =
+      st.short_since &&
+      now - *st.short_since >= std::chrono::milliseconds(spec.fault_tolerance.replace_timeout_ms);
+  const world_decision d = next_world(usable, st.world, static_cast<int32_t>(spec.parallel.ranks),
+                                      policy_of(spec), wait_over);
+  if (d.what == world_decision::kind::stop) {
+    fail(self, st, fmt::format("g{}: {}", st.generation, d.reason));
+    return;
   }
+  if (d.what == world_decision::kind::wait) {
+    if (st.cfg.tty) std::fprintf(stderr, "\rrecovering (g%lld): %s   ", static_cast<long long>(st.generation), d.reason.c_str());
+    st.cfg.log->debug("g{}: {}", st.generation, d.reason);
+    self->delayed_send(self, k_tick, msg::end_generation{st.generation});  // again, or at a join
+    return;
+  }
+  st.short_since.reset();
+  if (d.world != st.world) {
+    st.cfg.log->warn("g{}: {}", st.generation, d.reason);
+    self->send(st.cfg.catalog, msg::run_event{"resize", config::json_object()
+                                                            .add("generation", st.generation)
+                                                            .add("from", int64_t{st.world})
+                                                            .add("to", int64_t{d.world})
+                                                            .add("reason", d.reason)
+                                                            .str()});
+    st.world = d.world;
+  }
+  st.ph = phase::joining;  // assign_and_start places the ranks
+  assign_and_start(self, st);
+  if (st.ph == phase::joining) fail(self, st, fmt::format("g{}: cannot place {} rank(s) on {} usable slot(s)", st.generation, st.world, usable));
+}
+
+// The world of this generation ends (its workers are killed, or have ended), the generation
+// goes up, and the next world starts once every live node agent has confirmed it and
+// `delay` has passed.
+void fence_and_restart(caf::event_based_actor* self, const std::shared_ptr<coord_state>& sp,
+                       std::chrono::milliseconds delay) {
+  coord_state& st = *sp;
+  const int64_t old = st.generation;
+  st.generation++;
+  st.end.generations = st.generation - st.cfg.first_generation + 1;
+  st.ph = phase::recovering;
+  st.steps.clear();
+  for (rank_info& r : st.ranks) r = rank_info{.node = r.node};
+  // Each node agent's answer, or its loss (whose own fault follows): after the last one the
+  // next world starts once the backoff has passed.
+  const auto replied = [self, sp, g = st.generation, delay] {
+    if (sp->generation != g || --sp->fence_replies > 0) return;
+    self->delayed_send(self, delay, msg::end_generation{g});
+  };
+  st.fence_replies = 0;
+  for (node_info& n : st.nodes) {
+    if (n.lost || n.gone) continue;
+    st.fence_replies++;
+    self->request(n.agent, std::chrono::seconds(30), msg::end_generation{old})
+        .then([replied](bool) { replied(); }, [replied](caf::error&) { replied(); });
+  }
+  if (st.fence_replies == 0) self->delayed_send(self, delay, msg::end_generation{st.generation});
 }
 
 // A fault of the current world: the world is fenced (every worker of it ends; committed
@@ -339,7 +461,8 @@ void recover(caf::event_based_actor* self, const std::shared_ptr<coord_state>& s
              int32_t rank, int32_t node, const std::string& reason) {
   coord_state& st = *sp;
   if (st.ended) return;
-  if (st.ph == phase::joining || st.ph == phase::stopping || st.ph == phase::ending) {
+  if (st.ph == phase::joining || (st.ph == phase::stopping && !st.growing) ||
+      st.ph == phase::ending) {
     fail(self, st, reason);
     return;
   }
@@ -363,36 +486,19 @@ void recover(caf::event_based_actor* self, const std::shared_ptr<coord_state>& s
                                          .add("steps_done", st.end.steps)
                                          .str()});
   if (!st.recovering) st.recovering = open_recovery{health_clock::now(), st.end.steps, -1, reason};
-  const int64_t old = st.generation;
-  st.generation++;
-  st.end.generations = st.generation + 1;
-  st.ph = phase::recovering;
-  st.steps.clear();
-  for (rank_info& r : st.ranks) r = rank_info{.node = r.node};
-  if (st.cfg.tty) std::fprintf(stderr, "\n");
+  st.growing = false;  // a fault during a growth stop: the restart decides the size anew
+  if (st.cfg.tty) std::fprintf(stderr, "\nrecovering (g%lld): %s\n", static_cast<long long>(st.generation + 1), reason.c_str());
   st.cfg.log->warn("g{}: recovering: {}; the world of generation {} is fenced and starts "
-                   "again from the newest committed checkpoint", st.generation, reason, old);
-  const auto delay = respawn_delay(st.health, policy);
-  // Each node agent's answer, or its loss (whose own fault follows): after the last one the
-  // next world starts once the backoff has passed.
-  const auto replied = [self, sp, g = st.generation, delay] {
-    if (sp->generation != g || --sp->fence_replies > 0) return;
-    self->delayed_send(self, delay, msg::end_generation{g});
-  };
-  st.fence_replies = 0;
-  for (node_info& n : st.nodes) {
-    if (n.lost || n.gone) continue;
-    st.fence_replies++;
-    self->request(n.agent, std::chrono::seconds(30), msg::end_generation{old})
-        .then([replied](bool) { replied(); }, [replied](caf::error&) { replied(); });
-  }
-  if (st.fence_replies == 0) self->delayed_send(self, delay, msg::end_generation{st.generation});
+                   "again from the newest committed checkpoint", st.generation + 1, reason,
+                   st.generation);
+  fence_and_restart(self, sp, respawn_delay(st.health, policy));
 }
 
 caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config config) {
   auto st = std::make_shared<coord_state>();
   st->cfg = std::move(config);
   st->world = static_cast<int32_t>(st->cfg.spec.parallel.ranks);
+  st->generation = st->cfg.first_generation;
   st->log_every = std::max<int64_t>(1, st->cfg.spec.run.steps / 20);
   st->supervisor = self->spawn<caf::linked>(
       supervisor, caf::actor_cast<caf::actor>(self),
@@ -411,7 +517,10 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
   self->send(self, tick_atom::value);
   return {
       [self, st](msg::node_hello& h) -> caf::result<msg::node_welcome> {
-        if (st->ph != phase::joining) {
+        // after the start, a node is welcome while the run has fewer slots than it can use
+        const bool wanted = st->ph == phase::joining ||
+                            (!st->ended && usable_slots(*st) < policy_of(st->cfg.spec).max_ranks);
+        if (!wanted) {
           return caf::make_error(caf::sec::runtime_error,
                                  std::string("the run already has the nodes it needs"));
         }
@@ -431,7 +540,13 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
         self->send(st->supervisor, msg::watch_node{id, h.name, h.agent});
         st->cfg.log->info("node '{}' ({}, pid {}) joined with {} slot(s)", h.name, h.host, h.pid,
                           h.slots);
-        self->send(self, tick_atom::value);  // assign once this reply is out
+        if (st->ph == phase::joining) {
+          self->send(self, tick_atom::value);  // assign once this reply is out
+        } else if (st->ph == phase::recovering) {
+          self->send(self, msg::end_generation{st->generation});  // a replacement: try now
+        } else {
+          maybe_grow(self, *st);
+        }
         return msg::node_welcome{id, st->cfg.run_id, st->cfg.spec_toml_abs, st->cfg.state_dir,
                                  st->supervisor};
       },
@@ -446,10 +561,11 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
                                              "expected", h.rank, h.generation, h.node_id));
         }
         st->ranks[static_cast<size_t>(h.rank)].worker = h.worker;
+        st->ranks[static_cast<size_t>(h.rank)].last_heard = health_clock::now();
         self->monitor(h.worker);
         return msg::worker_setup{st->generation, st->world, st->cfg.run_id, st->cfg.spec_toml_abs,
                                  st->cfg.state_dir, st->cfg.checkpoint_root, st->cfg.catalog,
-                                 st->cfg.store};
+                                 st->cfg.store, st->cfg.first_generation};
       },
       [self, st](const msg::worker_ready& w) {
         if (w.generation != st->generation || st->ph != phase::starting) return;
@@ -477,6 +593,12 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
         const msg::restore_result& why = corrupt != st->restore_results.end() ? *corrupt : *bad;
         self->send(st->cfg.catalog, msg::restore_failed{r.step, why.corrupt, why.error});
         pick_restore_point(self, st, r.step);
+      },
+      [st](const msg::rank_heartbeat& h) {
+        if (h.generation != st->generation || h.rank < 0 || h.rank >= static_cast<int32_t>(st->ranks.size())) return;
+        rank_info& r = st->ranks[static_cast<size_t>(h.rank)];
+        r.last_heard = health_clock::now();
+        r.in_collective = h.in_collective;
       },
       [self, st](const msg::step_report& r) {
         if (r.generation != st->generation) return;
@@ -516,9 +638,16 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
       [self, st](const msg::rank_done& d) -> bool {
         if (d.generation != st->generation || d.rank < 0 || d.rank >= st->world) return false;
         st->ranks[static_cast<size_t>(d.rank)].done = d;
-        if (std::all_of(st->ranks.begin(), st->ranks.end(), [](const rank_info& r) { return r.done.has_value(); })) {
-          all_done(self, st);
+        if (!std::all_of(st->ranks.begin(), st->ranks.end(), [](const rank_info& r) { return r.done.has_value(); })) {
+          return true;
         }
+        if (st->growing && d.stopped && st->end.stop_signal == 0) {  // saved: start larger
+          st->growing = false;
+          st->cfg.log->info("g{}: the world stopped at step {} to grow", st->generation, d.steps);
+          fence_and_restart(self, st, std::chrono::milliseconds(0));
+          return true;
+        }
+        all_done(self, st);
         return true;
       },
       [self, st](const msg::rank_failed& f) -> bool {
@@ -559,22 +688,30 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
                std::chrono::milliseconds(ft.hang_initial_timeout_ms)});
           const auto quiet = health_clock::now() - st->last_step_at;
           if (quiet > timeout) {
-            recover(self, st, -1, -1,
-                    fmt::format("no step finished within {} ms after step {} (the hang timeout): "
-                                "a rank is stopped, or stuck in its work or a collective",
-                                timeout.count(), st->end.steps));
+            const auto [rank, why] = hang_blame(*st, ft);
+            recover(self, st, rank, rank >= 0 ? st->ranks[static_cast<size_t>(rank)].node : -1,
+                    fmt::format("no step finished within {} ms after step {} (the hang timeout): {}",
+                                timeout.count(), st->end.steps, why));
           }
         }
         if (const int sig = stop_signal(); sig != 0 && st->end.stop_signal == 0) {
           st->end.stop_signal = sig;
-          if (st->ph == phase::training) {
+          if (st->ph == phase::training || (st->ph == phase::stopping && st->growing)) {
             st->cfg.log->warn("g{}: signal {}: every rank finishes its step and saves it; a "
                               "second signal ends the run at once", st->generation, sig);
+            if (st->ph == phase::training) {
+              tell_workers(self, *st, msg::stop_training{st->generation, fmt::format("signal {}", sig)});
+            }
             st->ph = phase::stopping;
-            tell_workers(self, *st, msg::stop_training{st->generation, fmt::format("signal {}", sig)});
+            st->growing = false;  // the stop asked for growth now ends the run
           } else {
             st->end.exit_code = 128 + sig;
-            st->cfg.log->warn("signal {} before training began: nothing was trained", sig);
+            if (st->started) {
+              st->cfg.log->warn("g{}: signal {} while no world trains: the run ends (its "
+                                "committed checkpoints are kept)", st->generation, sig);
+            } else {
+              st->cfg.log->warn("signal {} before training began: nothing was trained", sig);
+            }
             end_run(self, *st, true, fmt::format("signal {}", sig));
             return;
           }
@@ -652,6 +789,19 @@ int run_coordinator(const config::run_spec& spec, const coordinator_options& opt
     state->begin(spec);  // a new run: nothing to restore, so the start is accepted
   }
   const std::string dir = state->state_dir();
+  int64_t first_generation = 0;
+  if (state->resuming()) {
+    if (const auto g = state->catalog().meta(k_meta_generation)) {
+      int64_t last = 0;
+      const auto [end, ec] = std::from_chars(g->data(), g->data() + g->size(), last);
+      if (ec != std::errc() || end != g->data() + g->size() || last < 0) {
+        LZ_THROW(lz::error, "the catalog of '{}' records generation '{}', which is not a "
+                 "generation number: the catalog is damaged; see `lazarus ckpt rebuild-catalog`",
+                 state->state_dir(), *g);
+      }
+      first_generation = last + 1;
+    }
+  }
   log->info("model: {} parameters (L {} C {} NH {} Vp {}), {} rank(s) over {} node(s), "
             "{} thread(s) per rank", P, spec.model.layers, spec.model.channels,
             spec.model.heads, model.padded_vocab_size, spec.parallel.ranks,
@@ -674,6 +824,7 @@ int run_coordinator(const config::run_spec& spec, const coordinator_options& opt
       .checkpoint_root = state->checkpoint_root(),
       .run_id = state->run_id(),
       .resuming = state->resuming(),
+      .first_generation = first_generation,
       .tty = options.progress && ::isatty(STDERR_FILENO) == 1,
       .catalog = catalog,
       .store = store,
@@ -729,6 +880,7 @@ int run_coordinator(const config::run_spec& spec, const coordinator_options& opt
       .add("final_loss", end.final_loss).add("val_loss", end.val_loss)
       .add("tokens_per_s", tok_s).add("train_seconds", end.train_seconds)
       .add("num_params", P).add("world_size", spec.parallel.ranks)
+      .add("final_world_size", end.world)
       .add("nodes", spec.parallel.nodes).add("reduction", spec.parallel.reduction)
       .add("threads", spec.parallel.threads_per_rank)
       .add("resumed_from_step", end.start_step).add("checkpoints_committed", end.counts.committed)

@@ -4,7 +4,8 @@
 //   node agent  -> supervisor    node_heartbeat, worker_exited
 //   coordinator -> node agent    start_workers, end_run, end_generation (reply bool)
 //   worker      -> coordinator   worker_hello (reply worker_setup), worker_ready,
-//                                step_report, rank_done, rank_failed, store_set/store_get
+//                                step_report, rank_heartbeat, rank_done, rank_failed,
+//                                store_set/store_get
 //   coordinator -> worker        restore_from (reply restore_result), begin_training,
 //                                stop_training
 //   worker      -> catalog       save_begin (reply bool), shard_done, shard_fail
@@ -86,6 +87,7 @@ struct worker_setup {
   std::string checkpoint_root;
   caf::actor catalog;         // the committer of this run
   caf::actor store;           // rendezvous of the generation's communicator
+  int64_t first_generation = 0;  // of this coordinator start (faults name worlds from it)
 };
 
 // A rank connected its communicator and built its session.
@@ -130,6 +132,15 @@ struct begin_training {
 struct stop_training {
   int64_t generation = 0;
   std::string reason;
+};
+
+// Sent every heartbeat interval by a rank's control actor, which runs beside the step
+// thread: a rank that stops sending is stopped or frozen; one that sends while its steps do
+// not finish is stuck in its own work, or (in_collective) waiting for its peers.
+struct rank_heartbeat {
+  int64_t generation = 0;
+  int32_t rank = 0;
+  bool in_collective = false;
 };
 
 struct step_report {
@@ -319,7 +330,7 @@ typename F::result_type inspect(F& f, worker_hello& x) {
 template <class F>
 typename F::result_type inspect(F& f, worker_setup& x) {
   return f(caf::meta::type_name("worker_setup"), x.generation, x.world, x.run_id, x.spec_toml,
-           x.state_dir, x.checkpoint_root, x.catalog, x.store);
+           x.state_dir, x.checkpoint_root, x.catalog, x.store, x.first_generation);
 }
 template <class F>
 typename F::result_type inspect(F& f, worker_ready& x) {
@@ -347,6 +358,10 @@ typename F::result_type inspect(F& f, begin_training& x) {
 template <class F>
 typename F::result_type inspect(F& f, stop_training& x) {
   return f(caf::meta::type_name("stop_training"), x.generation, x.reason);
+}
+template <class F>
+typename F::result_type inspect(F& f, rank_heartbeat& x) {
+  return f(caf::meta::type_name("rank_heartbeat"), x.generation, x.rank, x.in_collective);
 }
 template <class F>
 typename F::result_type inspect(F& f, step_report& x) {
@@ -454,6 +469,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(lz, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(lz, (lz::msg::begin_training))
   CAF_ADD_TYPE_ID(lz, (lz::msg::stop_training))
   CAF_ADD_TYPE_ID(lz, (lz::msg::step_report))
+  CAF_ADD_TYPE_ID(lz, (lz::msg::rank_heartbeat))
   CAF_ADD_TYPE_ID(lz, (lz::msg::rank_done))
   CAF_ADD_TYPE_ID(lz, (lz::msg::rank_failed))
   CAF_ADD_TYPE_ID(lz, (lz::msg::store_set))

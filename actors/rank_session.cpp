@@ -68,6 +68,12 @@ rank_session::rank_session(const config::run_spec& spec, engine::communicator& c
                                              ? engine::reduction::fast
                                              : engine::reduction::exact},
       comm_);
+  // After the reduction, before the update: a snapshot in flight waits here. (Fault point
+  // "train.before_update": this rank dies between two collectives, its peers in the second.)
+  stepper_->set_before_update([this] {
+    checkpoint::fault_point("train.before_update", step_in_progress_, rank());
+    if (ckpt_) ckpt_->wait_snapshot();
+  });
   descriptor_ = model_descriptor(model_->config());
 }
 
@@ -89,6 +95,7 @@ void rank_session::init_weights() {
 
 engine::step_result rank_session::step(int64_t step) {
   const bool filling = ckpt_ && ckpt_->snapshot_open();  // this update fills a snapshot
+  step_in_progress_ = step + 1;
   if (checkpoint::fault_nan("train.loss", step + 1, rank())) stepper_->inject_nonfinite_loss();
   const engine::step_result r = stepper_->run(step);
   if (filling) {
@@ -116,7 +123,6 @@ void rank_session::attach_checkpointer(checkpoint::commit_protocol& committer,
   ckpt_ = std::make_unique<checkpoint::checkpointer>(committer, options, log_);
   run_id_ = run_id;
   generation_ = generation;
-  stepper_->set_before_update([this] { ckpt_->wait_snapshot(); });
   if (spec_.checkpoint.every_steps > 0) ckpt_->reserve(3, owned_.size());
 }
 
@@ -166,7 +172,6 @@ checkpoint::checkpointer_stats rank_session::checkpoint_stats() const {
 
 void rank_session::detach_checkpointer() {
   if (!ckpt_) return;
-  stepper_->set_before_update({});
   ckpt_.reset();  // waits for its save in flight; an open snapshot counts as failed
 }
 

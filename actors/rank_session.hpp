@@ -100,6 +100,7 @@ private:
   std::unique_ptr<checkpoint::checkpointer> ckpt_;
   std::string run_id_;
   int64_t generation_ = 0;
+  int64_t step_in_progress_ = 0;  // 1-based, for fault points
   std::string descriptor_;
   std::atomic<bool> stop_requested_{false};
 };

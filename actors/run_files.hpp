@@ -1,6 +1,7 @@
 // run_files.hpp: names of the files in a run's state dir, in one place.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace lz::actors {
@@ -12,6 +13,10 @@ inline std::string summary_path(const std::string& dir) { return dir + "/summary
 inline std::string final_model_path(const std::string& dir) { return dir + "/final_model.bin"; }
 inline std::string sample_path(const std::string& dir) { return dir + "/sample.txt"; }
 inline std::string identity_path(const std::string& dir) { return dir + "/run_identity"; }
+// The windows one worker process trained (engine/window_record.hpp).
+inline std::string windows_path(const std::string& dir, int64_t generation, int32_t rank) {
+  return dir + "/windows/g" + std::to_string(generation) + "-rank" + std::to_string(rank) + ".tsv";
+}
 
 // Where a run's shard files live: STATE_DIR/checkpoints, or a directory of its own under
 // checkpoint.dir (named by the run id, so runs sharing checkpoint.dir never touch each

@@ -35,6 +35,9 @@ namespace lz::actors {
 // The catalog's record that the run trained all of run.steps ("meta"): starting it again
 // with the same run.steps says so and trains nothing.
 inline constexpr std::string_view k_meta_finished_steps = "finished_steps";
+// The generation of the last accepted start: a resumed run goes on from the next one, so
+// generations only ever grow over the life of a run.
+inline constexpr std::string_view k_meta_generation = "generation";
 
 // STATE_DIR/run_identity.
 struct run_identity {

@@ -36,12 +36,14 @@
 #include "engine/gloo_communicator.hpp"
 #include "engine/sample.hpp"
 #include "engine/timed_communicator.hpp"
+#include "engine/window_record.hpp"
 
 namespace lz::actors {
 
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+using pulse_atom = caf::atom_constant<caf::atom("pulse")>;
 constexpr auto k_control_timeout = std::chrono::minutes(30);  // no word from the coordinator
 
 struct coordinator_lost {
@@ -79,7 +81,7 @@ private:
 struct worker_shared {
   control_inbox inbox;
   std::atomic<bool> stop{false};
-  std::atomic<engine::communicator*> comm{nullptr};  // aborted when the coordinator is lost
+  std::atomic<engine::timed_communicator*> comm{nullptr};  // aborted when the coordinator is lost
   int64_t generation = 0;
   // A stop asked of this rank: by the coordinator, or by a SIGTERM to this process.
   bool stop_asked() const { return stop.load() || stop_signal() != 0; }
@@ -87,7 +89,8 @@ struct worker_shared {
 
 // The rank worker actor: the coordinator's control messages, answered at once.
 caf::behavior rank_worker(caf::event_based_actor* self, std::shared_ptr<worker_shared> sh,
-                          caf::actor coordinator, std::shared_ptr<spdlog::logger> log) {
+                          int32_t rank, caf::actor coordinator,
+                          std::shared_ptr<spdlog::logger> log) {
   self->monitor(coordinator);
   self->set_down_handler([sh, log](const caf::down_msg& d) {
     const std::string why = "the coordinator is gone (" + to_string(d.reason) + ")";
@@ -108,6 +111,11 @@ caf::behavior rank_worker(caf::event_based_actor* self, std::shared_ptr<worker_s
       [sh, current](msg::begin_training& b) {
         if (current(b.generation, "begin_training")) sh->inbox.push(b);
       },
+      [self, sh, rank, coordinator](pulse_atom, int64_t interval_ms) {  // rank heartbeats
+        const auto* c = sh->comm.load();
+        self->send(coordinator, msg::rank_heartbeat{sh->generation, rank, c != nullptr && c->in_collective()});
+        self->delayed_send(self, std::chrono::milliseconds(interval_ms), pulse_atom::value, interval_ms);
+      },
       [sh, current, log](const msg::stop_training& s) {
         if (!current(s.generation, "stop_training")) return;
         log->info("stop asked ({}): stopping after this step", s.reason);
@@ -121,6 +129,7 @@ msg::restore_result load_ranges(rank_session& session, const msg::restore_from& 
                                 const std::string& root, const checkpoint::restore_expectation& expect) {
   msg::restore_result out{r.generation, session.rank(), r.step, false, false, ""};
   const checkpoint::checkpoint_record record = from_wire(r);
+  checkpoint::fault_point("worker.restore", r.step, session.rank());
   try {
     checkpoint::shard_set set = checkpoint::open_checkpoint(record, root);
     checkpoint::check_expectation(set, root, expect);
@@ -147,7 +156,8 @@ struct loop_result {
 loop_result train(rank_session& session, const config::run_spec& spec, int64_t start_step,
                   const engine::token_dataset* val, const worker_shared& sh,
                   const engine::timed_communicator& comm, const feeder_batches& feeder,
-                  const caf::actor& coordinator, spdlog::logger& log) {
+                  engine::window_record& windows, const caf::actor& coordinator,
+                  spdlog::logger& log) {
   const bool lead = session.rank() == 0;
   const int64_t B = spec.data.micro_batch, T = spec.data.seq_len;
   loop_result out;
@@ -172,6 +182,7 @@ loop_result train(rank_session& session, const config::run_spec& spec, int64_t s
       continue;
     }
     nonfinite.clear();
+    windows.finished(step);
     const double step_ms = std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
     const bool last = step + 1 == spec.run.steps;
     msg::step_report report{sh.generation, session.rank(), step + 1, r.loss, r.lr, r.grad_norm,
@@ -226,9 +237,6 @@ int run_worker(const worker_options& options) {
   // makes this rank ask every rank to stop at the next step boundary, after saving it.
   install_stop_handlers();
   ::signal(SIGINT, SIG_IGN);
-  // An injected fault (LAZARUS_FAULT) fires once per run: workers started for a later
-  // generation, after the recovery from it, do not inherit it.
-  if (options.generation > 0) ::unsetenv("LAZARUS_FAULT");
   die_with_parent();
   auto log = spdlog::stderr_color_mt(fmt::format("rank{}", options.rank));
   log->set_pattern("%Y-%m-%d %H:%M:%S.%e %n %^%l%$ %v");
@@ -240,7 +248,7 @@ int run_worker(const worker_options& options) {
       "coordinator");
   auto sh = std::make_shared<worker_shared>();
   sh->generation = options.generation;
-  const caf::actor self_actor = sys.spawn(rank_worker, sh, coordinator, log);
+  const caf::actor self_actor = sys.spawn(rank_worker, sh, options.rank, coordinator, log);
 
   // 1. hello: the run's spec and where everything is
   msg::worker_setup setup;
@@ -259,8 +267,12 @@ int run_worker(const worker_options& options) {
       return 1;
     }
   }
+  // An injected fault (LAZARUS_FAULT) fires in the world it names, counted from this start
+  // of the run (0 by default): workers started by the recovery from it do not repeat it.
+  checkpoint::set_fault_generation(setup.generation - setup.first_generation);
   const config::run_spec spec = config::parse_spec(setup.spec_toml, "the coordinator's spec");
   log->set_level(spdlog::level::from_str(spec.logging.level));
+  caf::anon_send(self_actor, pulse_atom::value, spec.fault_tolerance.heartbeat_interval_ms);
   int exit_code = 0;
   try {
     // 2. the communicator of this generation, the data feeder and the session
@@ -274,7 +286,9 @@ int run_worker(const worker_options& options) {
                                              std::chrono::seconds(30), "node's data feeder");
     feeder_batches batches(sys, feeder, slots.begin, slots.end, spec.data.micro_batch,
                            spec.data.seq_len, 2, timeout);
-    rank_session session(spec, comm, batches, log);
+    engine::window_record windows(batches, windows_path(setup.state_dir, setup.generation, options.rank),
+                                  setup.generation, spec.data.micro_batch * spec.data.seq_len);
+    rank_session session(spec, comm, windows, log);
     session.backend().use_in_this_thread();
     std::optional<engine::token_dataset> val;
     if (options.rank == 0) val.emplace(engine::token_dataset::from_glob(spec.data.val_shards, spec.model.vocab_size));
@@ -303,7 +317,7 @@ int run_worker(const worker_options& options) {
       const std::string initial_sha = engine::sha256_hex(session.model().params(),
                                                          static_cast<size_t>(P) * sizeof(float));
       const loop_result done = train(session, spec, begin.start_step, val ? &*val : nullptr, *sh,
-                                     comm, batches, coordinator, *log);
+                                     comm, batches, windows, coordinator, *log);
       msg::rank_done report{setup.generation, options.rank, done.steps, done.stopped, "",
                             session.checkpoint_stats().blocked_ms, -1.0, initial_sha,
                             stop_signal()};

@@ -2,6 +2,7 @@
 // so a step can say how much of it was communication (metrics: comm_ms).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 
@@ -39,17 +40,25 @@ public:
 
   // Total milliseconds spent in collectives so far (read by the thread that calls them).
   double busy_ms() const { return busy_ms_; }
+  // Whether a collective is under way now (readable from any thread).
+  bool in_collective() const { return in_collective_.load(std::memory_order_relaxed); }
 
 private:
   template <class F>
   void timed(F&& f) {
     const auto t0 = std::chrono::steady_clock::now();
+    in_collective_.store(true, std::memory_order_relaxed);
+    struct leave {
+      std::atomic<bool>& flag;
+      ~leave() { flag.store(false, std::memory_order_relaxed); }
+    } on_exit{in_collective_};
     f();
     busy_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   }
 
   std::unique_ptr<communicator> inner_;
   double busy_ms_ = 0.0;
+  std::atomic<bool> in_collective_{false};
 };
 
 }  // namespace lz::engine

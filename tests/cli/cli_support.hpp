@@ -8,6 +8,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <sys/wait.h>
 
@@ -86,6 +87,23 @@ inline std::string corpus_set_args() {
   const std::string data = std::string(LZ_TESTDATA) + "/kjv";
   return " --set data.train_shards=" + data + "/train_*.bin --set data.val_shards=" + data +
          "/val_*.bin ";
+}
+
+// The small spec of the multi-process tests as --set arguments: `steps` steps of data.slots
+// = 4 on the test corpus, one thread per rank, a checkpoint every 5 steps, no sample.
+inline std::vector<std::string> small_spec_sets(int steps, int ranks, int nodes) {
+  const std::string data = std::string(LZ_TESTDATA) + "/kjv";
+  std::vector<std::string> out;
+  for (const std::string& kv :
+       {"data.train_shards=" + data + "/train_*.bin", "data.val_shards=" + data + "/val_*.bin",
+        "run.steps=" + std::to_string(steps), "parallel.ranks=" + std::to_string(ranks),
+        "parallel.nodes=" + std::to_string(nodes), std::string("data.seq_len=64"),
+        std::string("data.slots=4"), std::string("parallel.threads_per_rank=1"),
+        std::string("run.val_every_steps=0"), std::string("run.val_batches=2"),
+        std::string("run.sample_tokens=0"), std::string("checkpoint.every_steps=5")}) {
+    out.insert(out.end(), {"--set", kv});
+  }
+  return out;
 }
 
 }  // namespace lz::test

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -139,6 +140,27 @@ private:
   int code_ = -1;
   std::string output_;
 };
+
+// `lazarus coordinator ARGS --listen 127.0.0.1:0` in the background, and the address it
+// listens on (empty when it exited first: its output says why).
+struct started_coordinator {
+  std::unique_ptr<lazarus_process> process;
+  std::string address;
+};
+inline started_coordinator start_coordinator(std::vector<std::string> args,
+                                             std::vector<std::string> env) {
+  int ready[2];
+  if (::pipe2(ready, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+  args.insert(args.begin(), "coordinator");
+  args.insert(args.end(), {"--listen", "127.0.0.1:0", "--ready-fd", std::to_string(ready[1])});
+  started_coordinator out;
+  out.process = std::make_unique<lazarus_process>(args, std::move(env), ready[1]);
+  ::close(ready[1]);
+  char c = 0;
+  while (::read(ready[0], &c, 1) == 1 && c != '\n') out.address += c;  // EOF if it exits first
+  ::close(ready[0]);
+  return out;
+}
 
 // Processes whose environment holds `tag` (e.g. "LAZARUS_TEST_TAG=abc"): what a run started
 // and left behind.

@@ -22,20 +22,8 @@ using lz::test::read_file;
 using lz::test::run_lazarus;
 using namespace std::chrono_literals;
 
-// The spec of these tests, as --set arguments (a vector for spawned processes).
 std::vector<std::string> spec_sets(int steps, int ranks, int nodes) {
-  const std::string data = std::string(LZ_TESTDATA) + "/kjv";
-  std::vector<std::string> out;
-  for (const std::string& kv :
-       {"data.train_shards=" + data + "/train_*.bin", "data.val_shards=" + data + "/val_*.bin",
-        "run.steps=" + std::to_string(steps), "parallel.ranks=" + std::to_string(ranks),
-        "parallel.nodes=" + std::to_string(nodes), std::string("data.seq_len=64"),
-        std::string("data.slots=4"), std::string("parallel.threads_per_rank=1"),
-        std::string("run.val_every_steps=0"), std::string("run.val_batches=2"),
-        std::string("run.sample_tokens=0"), std::string("checkpoint.every_steps=5")}) {
-    out.insert(out.end(), {"--set", kv});
-  }
-  return out;
+  return lz::test::small_spec_sets(steps, ranks, nodes);
 }
 
 std::string joined(const std::vector<std::string>& args) {
@@ -60,18 +48,12 @@ std::string tag_of(const std::string& name) { return "LAZARUS_TEST_TAG=" + name;
 
 TEST(cluster, separate_commands_train_the_same_weights_as_lazarus_run) {
   const std::string dir = lz::test::test_dir("cluster-by-hand");
-  int ready[2];
-  ASSERT_EQ(::pipe2(ready, O_CLOEXEC), 0);
-  std::vector<std::string> args{"coordinator", "--no-progress", "--state-dir", dir + "/state",
-                                "--listen", "127.0.0.1:0", "--ready-fd", std::to_string(ready[1])};
+  std::vector<std::string> args{"--no-progress", "--state-dir", dir + "/state"};
   const auto sets = spec_sets(12, 4, 2);
   args.insert(args.end(), sets.begin(), sets.end());
-  lazarus_process coordinator(args, {tag_of("by-hand")}, ready[1]);
-  ::close(ready[1]);
-  std::string address;
-  char c = 0;
-  while (::read(ready[0], &c, 1) == 1 && c != '\n') address += c;  // EOF if it exits first
-  ::close(ready[0]);
+  auto started = lz::test::start_coordinator(args, {tag_of("by-hand")});
+  lazarus_process& coordinator = *started.process;
+  const std::string address = started.address;
   ASSERT_FALSE(address.empty()) << coordinator.output();
   EXPECT_EQ(read_file(dir + "/state/coordinator.addr"), address + "\n");
   lazarus_process a({"node", "--join", address, "--slots", "2", "--name", "alpha"}, {tag_of("by-hand")});

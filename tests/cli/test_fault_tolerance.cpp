@@ -1,37 +1,109 @@
-// Failures that a run survives on its own and that leave its result unchanged.
+// Failures that a run survives on its own and that leave its result unchanged: the same
+// weights as an uninterrupted run, and every (step, slot) window trained exactly once in the
+// final history (the record of trained windows, engine/window_record.hpp).
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
 #include "tests/cli/cli_support.hpp"
+#include "tests/cli/process_support.hpp"
 
 namespace {
 
 using lz::test::json_field;
+using lz::test::lazarus_process;
 using lz::test::read_file;
 using lz::test::run_lazarus;
+using namespace std::chrono_literals;
 
-std::string args(const std::string& dir, int ranks, const std::string& extra = "") {
-  return "run --no-progress --state-dir " + dir + lz::test::corpus_set_args() +
-         " --set run.steps=10 --set parallel.ranks=" + std::to_string(ranks) +
-         " --set data.seq_len=64 --set data.slots=4 --set parallel.threads_per_rank=1"
-         " --set run.val_every_steps=0 --set run.val_batches=2 --set run.sample_tokens=0"
-         " --set checkpoint.every_steps=5 " + extra;
+constexpr int k_slots = 4;  // data.slots of small_spec_sets
+
+// The spec of these tests as --set arguments: `steps` steps of k_slots slots, a checkpoint
+// every 5 steps, a replacement awaited for 1 s.
+std::vector<std::string> spec_sets(int steps, int ranks, int nodes = 1) {
+  std::vector<std::string> out = lz::test::small_spec_sets(steps, ranks, nodes);
+  out.insert(out.end(), {"--set", "fault_tolerance.replace_timeout_ms=1000"});
+  return out;
+}
+
+std::string args(const std::string& dir, int ranks, const std::string& extra = "", int steps = 10) {
+  std::string out = "run --no-progress --state-dir " + dir;
+  for (const auto& a : spec_sets(steps, ranks)) out += " " + a;
+  return out + " " + extra;
+}
+
+std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// The pid that the coordinator's log gives for node agent `name`.
+pid_t node_pid(const std::string& output, const std::string& name) {
+  const std::string key = "node '" + name + "' (127.0.0.1, pid ";
+  const auto at = output.find(key);
+  return at == std::string::npos ? -1 : static_cast<pid_t>(std::stol(output.substr(at + key.size())));
 }
 
 std::string sha_of(const std::string& dir) {
   return json_field(read_file(dir + "/summary.json"), "weights_sha256");
 }
 
-// The weights of the same spec trained without a fault on one rank (trained once).
-const std::string& reference_sha() {
-  static const std::string sha = [] {
-    const std::string dir = lz::test::test_dir("ft-ref");
-    const auto r = run_lazarus(args(dir, 1), dir);
-    EXPECT_EQ(r.exit_code, 0) << r.output;
-    return sha_of(dir);
-  }();
-  return sha;
+// step -> slot -> hash of the windows in the final history of the run in `dir`: for each
+// step, the windows of the last generation that trained it. A window of that generation
+// trained twice, or a missing slot, fails the test.
+using window_history = std::map<int64_t, std::map<int64_t, std::string>>;
+window_history final_windows(const std::string& dir) {
+  std::map<int64_t, std::map<int64_t, std::multimap<int64_t, std::string>>> seen;  // step, g
+  for (const auto& e : std::filesystem::directory_iterator(dir + "/windows")) {
+    std::ifstream in(e.path());
+    int64_t g = 0, step = 0, slot = 0;
+    std::string hash;
+    while (in >> g >> step >> slot >> hash) seen[step][g].emplace(slot, hash);
+  }
+  window_history out;
+  for (const auto& [step, by_generation] : seen) {
+    const auto& [g, windows] = *by_generation.rbegin();
+    for (int64_t slot = 0; slot < k_slots; slot++) {
+      EXPECT_EQ(windows.count(slot), 1u) << "step " << step << " slot " << slot << " in generation " << g;
+    }
+    for (const auto& [slot, hash] : windows) out[step][slot] = hash;
+  }
+  return out;
+}
+
+// The same spec trained without a fault on one rank (trained once per step count).
+struct reference {
+  std::string sha;
+  window_history windows;
+};
+const reference& reference_of(int steps = 10) {
+  static std::map<int, reference> cache;
+  auto it = cache.find(steps);
+  if (it != cache.end()) return it->second;
+  const std::string dir = lz::test::test_dir("ft-ref-" + std::to_string(steps));
+  const auto r = run_lazarus(args(dir, 1, "", steps), dir);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  reference ref{sha_of(dir), final_windows(dir)};
+  EXPECT_EQ(ref.windows.size(), static_cast<size_t>(steps));
+  return cache.emplace(steps, std::move(ref)).first->second;
+}
+
+// The run in `dir` ended with the reference's weights, trained each window of the spec
+// exactly once in its final history, and left checkpoints that verify.
+void expect_reference_result(const std::string& dir, int steps = 10) {
+  const reference& ref = reference_of(steps);
+  EXPECT_EQ(sha_of(dir), ref.sha);
+  EXPECT_EQ(final_windows(dir), ref.windows) << "the final history trains other windows";
+  const auto verify = run_lazarus("ckpt verify " + dir, dir + "/verify");
+  EXPECT_EQ(verify.exit_code, 0) << verify.output;
 }
 
 TEST(fault_tolerance, a_nan_loss_on_one_rank_is_discarded_everywhere_and_the_step_tried_again) {
@@ -41,9 +113,7 @@ TEST(fault_tolerance, a_nan_loss_on_one_rank_is_discarded_everywhere_and_the_ste
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("non-finite loss at step 5"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("tried again (1 of 3)"), std::string::npos) << r.output;
-  EXPECT_EQ(sha_of(dir), reference_sha()) << "the discarded try left no trace";
-  const auto verify = run_lazarus("ckpt verify " + dir, dir + "/verify");
-  EXPECT_EQ(verify.exit_code, 0) << verify.output;
+  expect_reference_result(dir);
   EXPECT_EQ(json_field(read_file(dir + "/summary.json"), "checkpoints_committed"), "2");
 }
 
@@ -56,7 +126,6 @@ TEST(fault_tolerance, non_finite_steps_in_a_row_stop_the_run_with_the_evidence) 
             std::string::npos) << r.output;
   EXPECT_NE(r.output.find("lower optimizer.lr"), std::string::npos) << r.output;
 }
-
 
 TEST(fault_tolerance, a_worker_killed_mid_run_is_replaced_and_the_run_ends_with_the_reference_weights) {
   const std::string dir = lz::test::test_dir("ft-kill");
@@ -72,9 +141,97 @@ TEST(fault_tolerance, a_worker_killed_mid_run_is_replaced_and_the_run_ends_with_
   const std::string lost = json_field(summary, "steps_lost");
   EXPECT_TRUE(lost == "1" || lost == "2") << summary;
   EXPECT_EQ(json_field(summary, "generations"), "2") << summary;
-  EXPECT_EQ(sha_of(dir), reference_sha());
-  const auto verify = run_lazarus("ckpt verify " + dir, dir + "/verify");
-  EXPECT_EQ(verify.exit_code, 0) << verify.output;
+  expect_reference_result(dir);
+}
+
+// A fault injected with LAZARUS_FAULT into a 2-rank run; the run recovers on its own.
+struct chaos_case {
+  const char* name;
+  const char* fault;
+  const char* extra;           // more --set arguments
+  const char* says;            // in the output
+  int faults, generations;
+};
+
+class chaos : public ::testing::TestWithParam<chaos_case> {};
+
+TEST_P(chaos, the_run_recovers_on_its_own_with_the_reference_result) {
+  const chaos_case& c = GetParam();
+  const std::string dir = lz::test::test_dir(std::string("ft-chaos-") + c.name);
+  const auto r = run_lazarus(args(dir, 2, c.extra), dir, std::string("LAZARUS_FAULT=") + c.fault);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find(c.says), std::string::npos) << r.output;
+  const std::string summary = read_file(dir + "/summary.json");
+  EXPECT_EQ(json_field(summary, "faults"), std::to_string(c.faults)) << summary;
+  EXPECT_EQ(json_field(summary, "generations"), std::to_string(c.generations)) << summary;
+  EXPECT_GE(lz::test::json_number(summary, "recoveries"), 1) << summary;
+  expect_reference_result(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    fault_tolerance, chaos,
+    ::testing::Values(
+        // rank 1 dies after its reduction; rank 0 waits for it in the all-gather
+        chaos_case{"mid_collective", "train.before_update@7#1", "", "rank 1 on node 'node0'", 1, 2},
+        // rank 1 dies writing its shard of step 6: that save is abandoned, step 3 restored
+        chaos_case{"mid_checkpoint", "shard.mid_write@6#1", "--set checkpoint.every_steps=3",
+                   "the save of step 6 is abandoned", 1, 2},
+        // rank 1 stops (SIGSTOP) after step 7: rank 0 waits in a collective; the hang
+        // timeout fences the world, killing both
+        chaos_case{"stopped_worker", "train.after_step@7#1:stop", "",
+                   "(the hang timeout): rank 1 on node 'node0'", 1, 2},
+        // rank 1 dies at step 7, then rank 0 of the next world one step after it recovered
+        chaos_case{"two_faults", "train.after_step@7#1,train.after_step@6#0%1", "",
+                   "rank 0 on node 'node0'", 2, 3},
+        // rank 1 dies at step 7, then rank 0 of the next world while it restores
+        chaos_case{"fault_during_recovery", "train.after_step@7#1,worker.restore#0%1", "",
+                   "fault injected at worker.restore", 2, 3}),
+    [](const ::testing::TestParamInfo<chaos_case>& i) { return std::string(i.param.name); });
+
+// The node agent with the worker of rank 1 dies with it: its slot is gone, no replacement
+// comes within replace_timeout_ms, and the run goes on with one rank.
+TEST(fault_tolerance, a_killed_node_agent_shrinks_the_world_and_the_run_ends_with_the_reference_result) {
+  const std::string dir = lz::test::test_dir("ft-node-kill");
+  lazarus_process run(concat({"run", "--no-progress", "--state-dir", dir}, spec_sets(20, 2, 2)), {});
+  ASSERT_TRUE(run.read_until("g0 step 3/20", 120s)) << run.output();
+  const pid_t node1 = node_pid(run.output(), "node1");
+  ASSERT_GT(node1, 0) << run.output();
+  ASSERT_EQ(::kill(node1, SIGKILL), 0);
+  ASSERT_EQ(run.wait(180s), 0) << run.output();
+  EXPECT_NE(run.output().find("node 'node1'"), std::string::npos) << run.output();
+  EXPECT_NE(run.output().find("no replacement came: shrinking from 2 to 1 rank(s)"),
+            std::string::npos) << run.output();
+  const std::string summary = read_file(dir + "/summary.json");
+  EXPECT_EQ(json_field(summary, "final_world_size"), "1") << summary;
+  EXPECT_GE(lz::test::json_number(summary, "faults"), 1) << summary;
+  expect_reference_result(dir, 20);
+}
+
+// 4 ranks on two node agents of 2 slots; one agent dies: the run waits for a replacement,
+// shrinks to 2 ranks, and grows back to 4 at the step boundary after a new agent joins.
+TEST(fault_tolerance, the_world_shrinks_from_4_to_2_ranks_and_grows_back_to_4_with_the_reference_result) {
+  const std::string dir = lz::test::test_dir("ft-shrink-grow");
+  auto started = lz::test::start_coordinator(
+      concat({"--no-progress", "--state-dir", dir}, spec_sets(40, 4, 2)), {});
+  lazarus_process& coordinator = *started.process;
+  ASSERT_FALSE(started.address.empty()) << coordinator.output();
+  lazarus_process a({"node", "--join", started.address, "--slots", "2", "--name", "alpha"}, {});
+  lazarus_process b({"node", "--join", started.address, "--slots", "2", "--name", "beta"}, {});
+  ASSERT_TRUE(coordinator.read_until("g0 step 4/40", 120s)) << coordinator.output();
+  ASSERT_EQ(::kill(b.pid(), SIGKILL), 0);
+  ASSERT_TRUE(coordinator.read_until("no replacement came: shrinking from 4 to 2 rank(s)", 60s))
+      << coordinator.output();
+  lazarus_process c({"node", "--join", started.address, "--slots", "2", "--name", "gamma"}, {});
+  ASSERT_EQ(coordinator.wait(180s), 0) << coordinator.output();
+  EXPECT_EQ(a.wait(30s), 0) << a.output();
+  EXPECT_EQ(c.wait(30s), 0) << c.output();
+  EXPECT_NE(coordinator.output().find("growing from 2 to 4 rank(s)"), std::string::npos)
+      << coordinator.output();
+  const std::string summary = read_file(dir + "/summary.json");
+  EXPECT_EQ(json_field(summary, "final_world_size"), "4") << summary;
+  const std::string metrics = read_file(dir + "/metrics.jsonl");
+  EXPECT_NE(metrics.find("\"world_size\":2"), std::string::npos) << metrics;
+  expect_reference_result(dir, 40);
 }
 
 }  // namespace
