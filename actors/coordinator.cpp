@@ -45,7 +45,7 @@ namespace {
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using linger_atom = caf::atom_constant<caf::atom("linger")>;
 
-constexpr auto k_tick = std::chrono::milliseconds(100);
+constexpr auto k_tick = std::chrono::milliseconds(25);  // hang checks, signals, waits
 constexpr auto k_linger = std::chrono::seconds(10);  // for node agents to end after the run
 
 // How the run ended, for the main thread.
@@ -126,7 +126,8 @@ struct coord_state {
   slot_health health;             // faults in a row without a finished step (run-wide)
   std::optional<open_recovery> recovering;
   int32_t fence_replies = 0;      // node agents yet to confirm the old world has ended
-  health_clock::time_point last_step_at;
+  health_clock::time_point last_step_at;  // the start of this world, then its last step
+  bool stepped = false;           // this world finished a step (its first includes start-up)
   std::vector<double> step_intervals_ms;  // between finished steps, this generation
   std::optional<health_clock::time_point> short_since;  // the live slots fell below the world
   bool growing = false;           // the world stops at a step boundary to start larger
@@ -225,6 +226,7 @@ void start_training(caf::event_based_actor* self, const state_ptr& sp, int64_t s
             if (st.recovering) st.recovering->restore_step = start_step;
             st.end.steps = start_step;
             st.last_step_at = health_clock::now();
+            st.stepped = false;
             st.step_intervals_ms.clear();
             double loss_at_start = NAN;
             st.metrics = open_metrics(metrics_path(st.cfg.state_dir), start_step, loss_at_start,
@@ -608,9 +610,12 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
         record_step(*st, r.step, reports);
         st->steps.erase(r.step);
         const auto now = health_clock::now();
-        st->step_intervals_ms.push_back(
-            std::chrono::duration<double, std::milli>(now - st->last_step_at).count());
-        if (st->step_intervals_ms.size() > 100) st->step_intervals_ms.erase(st->step_intervals_ms.begin());
+        if (st->stepped) {  // the first step's interval holds the restore and the warm-up
+          st->step_intervals_ms.push_back(
+              std::chrono::duration<double, std::milli>(now - st->last_step_at).count());
+          if (st->step_intervals_ms.size() > 100) st->step_intervals_ms.erase(st->step_intervals_ms.begin());
+        }
+        st->stepped = true;
         st->last_step_at = now;
         st->health = after_success(st->health);
         if (st->recovering) {

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "actors/rank_session.hpp"
+#include "bench/bench_process.hpp"
 #include "bench/bench_support.hpp"
 #include "config/json_writer.hpp"
 #include "config/run_spec.hpp"
@@ -41,25 +42,13 @@
 #include "engine/digest.hpp"
 #include "engine/inproc_communicator.hpp"
 
-extern char** environ;
-
 namespace {
 
-using clock_type = std::chrono::steady_clock;
+using lz::bench::child;
+using lz::bench::clock_type;
+using lz::bench::json_number;
 using lz::bench::median;
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-double json_number(const std::string& line, const std::string& key) {
-  const std::string q = "\"" + key + "\":";
-  const size_t at = line.find(q);
-  return at == std::string::npos ? -1.0 : std::atof(line.c_str() + at + q.size());
-}
+using lz::bench::read_file;
 
 // The --set arguments of the benchmark's spec.
 std::vector<std::string> sets(const std::string& data, int steps, int ranks, int threads) {
@@ -75,54 +64,10 @@ std::vector<std::string> sets(const std::string& data, int steps, int ranks, int
   return out;
 }
 
-// `lazarus run` as a child whose output this process reads.
-struct child {
-  pid_t pid = -1;
-  int out = -1;
-  std::string text;
-  bool read_until(const std::string& what, std::chrono::seconds timeout) {
-    const auto deadline = clock_type::now() + timeout;
-    while (text.find(what) == std::string::npos && clock_type::now() < deadline) {
-      pollfd p{out, POLLIN, 0};
-      if (::poll(&p, 1, 200) != 1) continue;
-      char buf[4096];
-      const ssize_t n = ::read(out, buf, sizeof buf);
-      if (n <= 0) return false;
-      text.append(buf, static_cast<size_t>(n));
-    }
-    return text.find(what) != std::string::npos;
-  }
-  int wait() {
-    while (read_until("\x01never", std::chrono::seconds(1))) {
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    ::close(out);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-};
-
 child start_run(const std::string& exe, const std::string& state_dir, std::vector<std::string> args) {
   std::filesystem::remove_all(state_dir);
-  args.insert(args.begin(), {exe, "run", "--no-progress", "--state-dir", state_dir});
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) std::exit(1);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
-  child c;
-  if (::posix_spawn(&c.pid, exe.c_str(), &actions, nullptr, argv.data(), environ) != 0) {
-    std::fprintf(stderr, "runtime_bench: cannot start %s\n", exe.c_str());
-    std::exit(1);
-  }
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(fds[1]);
-  c.out = fds[0];
-  return c;
+  args.insert(args.begin(), {"run", "--no-progress", "--state-dir", state_dir});
+  return lz::bench::spawn_lazarus(exe, args);
 }
 
 struct run_figures {

@@ -119,11 +119,11 @@ std::optional<bool> committer::decide_begin(std::unique_lock<std::mutex>& lock, 
                                             int32_t world, int64_t generation, bool may_wait) {
   const auto t0 = std::chrono::steady_clock::now();
   const auto decide = [&](bool go) {
-    decided_[step] = go;
+    decided_[{generation, step}] = go;
     while (decided_.size() > 4) decided_.erase(decided_.begin());
     return go;
   };
-  if (const auto it = decided_.find(step); it != decided_.end()) return it->second;
+  if (const auto it = decided_.find({generation, step}); it != decided_.end()) return it->second;
   if (const auto existing = catalog_.get(step);
       existing && existing->status == checkpoint_status::committed) {
     stats_.skipped++;
@@ -142,10 +142,10 @@ std::optional<bool> committer::decide_begin(std::unique_lock<std::mutex>& lock, 
     log_->info("checkpoint: step {} waits for the save of step {} in flight "
                "(checkpoint.when_busy = \"wait\")", step, inflight_->step);
     wait_or_throw(changed_, lock, options_.wait_timeout,
-                  [&] { return !inflight_ || decided_.count(step) != 0; },
+                  [&] { return !inflight_ || decided_.count({generation, step}) != 0; },
                   fmt::format("the end of the save of step {} in flight", inflight_->step));
     stats_.blocked_ms += ms_since(t0);
-    if (const auto it = decided_.find(step); it != decided_.end()) return it->second;
+    if (const auto it = decided_.find({generation, step}); it != decided_.end()) return it->second;
   }
   try {
     catalog_.begin_save(step, checkpoint_dir_name(step));

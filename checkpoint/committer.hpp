@@ -143,7 +143,9 @@ private:
   mutable std::mutex mutex_;
   std::condition_variable changed_;
   std::optional<save_in_flight> inflight_;
-  std::map<int64_t, bool> decided_;  // the answer for the last few steps asked about
+  // The answer for the last few (generation, step) asked about: every rank of a world gets
+  // the same one; a later world saving the same step again (after a recovery) asks anew.
+  std::map<std::pair<int64_t, int64_t>, bool> decided_;
   committer_stats stats_;
 };
 

@@ -89,6 +89,21 @@ TEST_F(committer_test, a_save_of_a_fenced_generation_is_abandoned_and_only_that_
   EXPECT_TRUE(cat_->get(10).has_value()) << "the next generation saves as before";
 }
 
+TEST_F(committer_test, the_next_generation_saves_an_abandoned_step_again_and_commits_it) {
+  committer c(*cat_, {root(), {3, 0}, false}, log_);
+  ASSERT_TRUE(c.begin(5, 2, 1));
+  ASSERT_TRUE(c.begin(5, 2, 1)) << "every rank of a world gets the same answer";
+  c.shard_durable(5, shard(5, 0, 2));
+  ASSERT_EQ(c.abandon_older_than(2, "its world (generation 1) failed"), std::optional<int64_t>(5));
+  // the world of generation 2 restored from before step 5 and reaches it again
+  ASSERT_TRUE(c.begin(5, 2, 2));
+  EXPECT_EQ(c.step_in_flight(), std::optional<int64_t>(5)) << "a save in flight, not a stale answer";
+  c.shard_durable(5, shard(5, 0, 2));
+  c.shard_durable(5, shard(5, 1, 2));
+  ASSERT_TRUE(cat_->get(5).has_value());
+  EXPECT_EQ(cat_->get(5)->status, checkpoint_status::committed);
+}
+
 TEST_F(committer_test, skip_policy_skips_for_every_rank_while_a_save_is_in_flight) {
   committer c(*cat_, {root(), {3, 0}, true}, log_);
   ASSERT_TRUE(c.begin(5, 2, 1));
