@@ -44,6 +44,7 @@ namespace {
 
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using linger_atom = caf::atom_constant<caf::atom("linger")>;
+using grace_atom = caf::atom_constant<caf::atom("grace")>;
 
 constexpr auto k_tick = std::chrono::milliseconds(25);  // hang checks, signals, waits
 constexpr auto k_linger = std::chrono::seconds(10);  // for node agents to end after the run
@@ -73,10 +74,18 @@ struct node_info {
   caf::actor agent;
   bool gone = false;              // its connection closed (at the end, or lost)
   bool lost = false;              // lost while the run lived: its slots are gone
+  std::vector<slot_health> health;  // per slot: failures in a row, quarantine
+  bool live() const { return !gone && !lost; }
+  int32_t usable() const {
+    if (!live()) return 0;
+    return static_cast<int32_t>(std::count_if(health.begin(), health.end(),
+                                              [](const slot_health& h) { return !h.quarantined; }));
+  }
 };
 
 struct rank_info {
   int32_t node = -1;
+  int32_t slot = -1;
   caf::actor worker;
   health_clock::time_point last_heard;  // its hello, then its last heartbeat
   bool in_collective = false;           // as its last heartbeat said
@@ -123,7 +132,8 @@ struct coord_state {
   int64_t log_every = 1;
   bool ended = false;
   bool started = false;           // the first world began training
-  slot_health health;             // faults in a row without a finished step (run-wide)
+  slot_health health;             // faults in a row without a finished step that no slot is
+                                  // to blame for (lost nodes, stuck collectives: run-wide)
   std::optional<open_recovery> recovering;
   int32_t fence_replies = 0;      // node agents yet to confirm the old world has ended
   health_clock::time_point last_step_at;  // the start of this world, then its last step
@@ -136,7 +146,7 @@ struct coord_state {
 // Slots on nodes that are connected and not lost.
 int32_t usable_slots(const coord_state& st) {
   int32_t n = 0;
-  for (const node_info& x : st.nodes) n += x.lost || x.gone ? 0 : x.slots;
+  for (const node_info& x : st.nodes) n += x.usable();
   return n;
 }
 
@@ -259,22 +269,31 @@ void pick_restore_point(caf::event_based_actor* self, const state_ptr& sp, int64
 
 void assign_and_start(caf::event_based_actor* self, coord_state& st) {
   std::vector<int32_t> slots;
-  for (const node_info& n : st.nodes) slots.push_back(n.lost ? 0 : n.slots);
+  for (const node_info& n : st.nodes) slots.push_back(n.usable());
   const std::vector<int32_t> node_of = assign_ranks(slots, st.world);
   if (node_of.empty()) return;  // not enough slots yet
   st.ranks.assign(static_cast<size_t>(st.world), rank_info{});
-  std::map<int32_t, std::vector<int32_t>> by_node;
+  std::map<int32_t, msg::start_workers> by_node;
   for (int32_t r = 0; r < st.world; r++) {
-    st.ranks[static_cast<size_t>(r)].node = node_of[static_cast<size_t>(r)];
-    by_node[node_of[static_cast<size_t>(r)]].push_back(r);
+    const int32_t node = node_of[static_cast<size_t>(r)];
+    msg::start_workers& s = by_node[node];
+    // the node's next slot that is not quarantined
+    const auto& health = st.nodes[static_cast<size_t>(node)].health;
+    int32_t slot = s.slots.empty() ? 0 : s.slots.back() + 1;
+    while (health[static_cast<size_t>(slot)].quarantined) slot++;
+    s.ranks.push_back(r);
+    s.slots.push_back(slot);
+    st.ranks[static_cast<size_t>(r)].node = node;
+    st.ranks[static_cast<size_t>(r)].slot = slot;
   }
   st.ph = phase::starting;
-  for (const auto& [node, ranks] : by_node) {
+  for (auto& [node, s] : by_node) {
     std::string list;
-    for (int32_t r : ranks) list += (list.empty() ? "" : ", ") + std::to_string(r);
+    for (int32_t r : s.ranks) list += (list.empty() ? "" : ", ") + std::to_string(r);
     st.cfg.log->info("g{}: node '{}' runs rank(s) {}", st.generation, node_name(st, node), list);
-    self->send(st.nodes[static_cast<size_t>(node)].agent,
-               msg::start_workers{st.generation, st.world, ranks});
+    s.generation = st.generation;
+    s.world = st.world;
+    self->send(st.nodes[static_cast<size_t>(node)].agent, s);
   }
 }
 
@@ -459,8 +478,13 @@ void fence_and_restart(caf::event_based_actor* self, const std::shared_ptr<coord
 // checkpoints stay), the generation goes up, and the same ranks start again on the live
 // nodes from the newest committed checkpoint. Faults in a row without a finished step
 // beyond fault_tolerance.respawn_retries stop the run.
+//
+// `rank` (when >= 0 and `blame`) is the culprit: a worker that exited, or the rank a hang is
+// blamed on. Its slot counts the fault; past respawn_retries in a row it is quarantined
+// and the next world does without it (waiting for a replacement, then shrinking). Faults
+// with no culprit slot count run-wide, and past respawn_retries in a row stop the run.
 void recover(caf::event_based_actor* self, const std::shared_ptr<coord_state>& sp,
-             int32_t rank, int32_t node, const std::string& reason) {
+             int32_t rank, int32_t node, const std::string& reason, bool blame) {
   coord_state& st = *sp;
   if (st.ended) return;
   if (st.ph == phase::joining || (st.ph == phase::stopping && !st.growing) ||
@@ -471,13 +495,34 @@ void recover(caf::event_based_actor* self, const std::shared_ptr<coord_state>& s
   const config::fault_tolerance_section& ft = st.cfg.spec.fault_tolerance;
   const respawn_policy policy{static_cast<int32_t>(ft.respawn_retries),
                               std::chrono::milliseconds(ft.respawn_backoff_ms)};
-  st.health = after_failure(st.health, policy);
   st.end.faults++;
-  if (st.health.quarantined) {
+  slot_health* health = &st.health;
+  int32_t slot = -1;
+  if (blame && rank >= 0 && rank < static_cast<int32_t>(st.ranks.size()) &&
+      st.ranks[static_cast<size_t>(rank)].slot >= 0) {
+    const rank_info& r = st.ranks[static_cast<size_t>(rank)];
+    slot = r.slot;
+    health = &st.nodes[static_cast<size_t>(r.node)].health[static_cast<size_t>(slot)];
+  }
+  *health = after_failure(*health, policy);
+  if (health->quarantined && (slot < 0 || ft.respawn_retries == 0)) {
     fail(self, st, fmt::format("{}; that is {} fault(s) in a row without a finished step "
                                "(fault_tolerance.respawn_retries = {})", reason,
-                               st.health.failures_in_row, ft.respawn_retries));
+                               health->failures_in_row, ft.respawn_retries));
     return;
+  }
+  if (health->quarantined) {
+    const std::string why = fmt::format(
+        "slot {} of node '{}' is quarantined after {} fault(s) in a row without a finished "
+        "step (fault_tolerance.respawn_retries = {}); the next worlds do without it",
+        slot, node_name(st, node), health->failures_in_row, ft.respawn_retries);
+    st.cfg.log->warn("g{}: {}", st.generation, why);
+    self->send(st.cfg.catalog, msg::run_event{"quarantine", config::json_object()
+                                                                .add("generation", st.generation)
+                                                                .add("node", node_name(st, node))
+                                                                .add("slot", int64_t{slot})
+                                                                .add("reason", why)
+                                                                .str()});
   }
   self->send(st.cfg.catalog,
              msg::run_event{"fault", config::json_object()
@@ -493,7 +538,7 @@ void recover(caf::event_based_actor* self, const std::shared_ptr<coord_state>& s
   st.cfg.log->warn("g{}: recovering: {}; the world of generation {} is fenced and starts "
                    "again from the newest committed checkpoint", st.generation + 1, reason,
                    st.generation);
-  fence_and_restart(self, sp, respawn_delay(st.health, policy));
+  fence_and_restart(self, sp, respawn_delay(*health, policy));
 }
 
 caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config config) {
@@ -538,7 +583,8 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
         }
         const auto id = static_cast<int32_t>(st->nodes.size());
         self->monitor(h.agent);
-        st->nodes.push_back({h.name, h.host, h.slots, h.agent, false});
+        st->nodes.push_back({.name = h.name, .host = h.host, .slots = h.slots, .agent = h.agent,
+                             .health = std::vector<slot_health>(static_cast<size_t>(h.slots))});
         self->send(st->supervisor, msg::watch_node{id, h.name, h.agent});
         st->cfg.log->info("node '{}' ({}, pid {}) joined with {} slot(s)", h.name, h.host, h.pid,
                           h.slots);
@@ -618,6 +664,9 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
         st->stepped = true;
         st->last_step_at = now;
         st->health = after_success(st->health);
+        for (node_info& n : st->nodes) {
+          for (slot_health& h : n.health) h = after_success(h);
+        }
         if (st->recovering) {
           const open_recovery rec = *st->recovering;
           st->recovering.reset();
@@ -660,12 +709,21 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
         const int32_t node = st->ranks[static_cast<size_t>(f.rank)].node;
         const std::string why = fmt::format("rank {} on node '{}' failed: {}", f.rank,
                                             node_name(*st, node), f.error);
-        if (f.recoverable) {
-          recover(self, st, f.rank, node, why);
-        } else {
+        if (!f.recoverable) {
           fail(self, *st, why);
+        } else if (f.peer) {
+          // a symptom: the culprit's own report (its exit, its node's loss) usually follows
+          // within milliseconds and should be the one that counts
+          self->delayed_send(self, std::chrono::milliseconds(st->cfg.spec.fault_tolerance.heartbeat_interval_ms),
+                             grace_atom::value, f.generation, f.rank, why);
+        } else {
+          recover(self, st, f.rank, node, why, false);
         }
         return true;
+      },
+      [self, st](grace_atom, int64_t generation, int32_t rank, const std::string& why) {
+        if (generation != st->generation) return;  // the culprit's own report came first
+        recover(self, st, rank, st->ranks[static_cast<size_t>(rank)].node, why, false);
       },
       [self, st](const msg::fault& f) {
         if (st->ended) return;
@@ -677,7 +735,7 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
         if (f.rank < 0 && f.node_id >= 0 && f.node_id < static_cast<int32_t>(st->nodes.size())) {
           st->nodes[static_cast<size_t>(f.node_id)].lost = true;
         }
-        recover(self, st, f.rank, f.node_id, f.reason);
+        recover(self, st, f.rank, f.node_id, f.reason, f.rank >= 0);  // a worker's exit: its slot
       },
       [self, st](const msg::end_generation& e) {  // the old world has ended: the next one
         if (e.generation == st->generation && st->ph == phase::recovering) restart_world(self, *st);
@@ -696,7 +754,8 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
             const auto [rank, why] = hang_blame(*st, ft);
             recover(self, st, rank, rank >= 0 ? st->ranks[static_cast<size_t>(rank)].node : -1,
                     fmt::format("no step finished within {} ms after step {} (the hang timeout): {}",
-                                timeout.count(), st->end.steps, why));
+                                timeout.count(), st->end.steps, why),
+                    rank >= 0);
           }
         }
         if (const int sig = stop_signal(); sig != 0 && st->end.stop_signal == 0) {

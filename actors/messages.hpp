@@ -52,6 +52,7 @@ struct start_workers {
   int64_t generation = 0;
   int32_t world = 0;
   std::vector<int32_t> ranks;  // the ranks this node runs in this generation
+  std::vector<int32_t> slots;  // the slot of each (0 .. --slots - 1)
 };
 
 struct worker_exited {
@@ -175,6 +176,7 @@ struct rank_failed {
   int64_t step = 0;
   std::string error;
   bool recoverable = false;   // a lost peer or service (the next generation may succeed)
+  bool peer = false;          // a collective failed: a symptom of a peer's fault, not this rank's
 };
 
 // --- rendezvous store (for the communicator) ----------------------------------------------
@@ -311,7 +313,7 @@ typename F::result_type inspect(F& f, node_heartbeat& x) {
 }
 template <class F>
 typename F::result_type inspect(F& f, start_workers& x) {
-  return f(caf::meta::type_name("start_workers"), x.generation, x.world, x.ranks);
+  return f(caf::meta::type_name("start_workers"), x.generation, x.world, x.ranks, x.slots);
 }
 template <class F>
 typename F::result_type inspect(F& f, worker_exited& x) {
@@ -377,7 +379,7 @@ typename F::result_type inspect(F& f, rank_done& x) {
 template <class F>
 typename F::result_type inspect(F& f, rank_failed& x) {
   return f(caf::meta::type_name("rank_failed"), x.generation, x.rank, x.step, x.error,
-           x.recoverable);
+           x.recoverable, x.peer);
 }
 template <class F>
 typename F::result_type inspect(F& f, store_set& x) {

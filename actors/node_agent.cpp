@@ -138,7 +138,9 @@ caf::behavior node_supervisor(caf::event_based_actor* self, std::shared_ptr<node
           });
   return {
       [self, st](const msg::start_workers& s) {
-        for (int32_t rank : s.ranks) {
+        for (size_t i = 0; i < s.ranks.size(); i++) {
+          const int32_t rank = s.ranks[i];
+          const int32_t slot = i < s.slots.size() ? s.slots[i] : static_cast<int32_t>(i);
           const std::vector<std::string> args{
               "worker", "--coordinator", st->opts.join, "--rank", std::to_string(rank),
               "--generation", std::to_string(s.generation), "--node-id",
@@ -153,7 +155,8 @@ caf::behavior node_supervisor(caf::event_based_actor* self, std::shared_ptr<node
             continue;
           }
           st->children[pid] = {rank, s.generation};
-          st->log->info("g{}: started rank {} of {} (pid {})", s.generation, rank, s.world, pid);
+          st->log->info("g{}: started rank {} of {} in slot {} (pid {})", s.generation, rank, s.world,
+                        slot, pid);
           std::thread([pid, me = caf::actor_cast<caf::actor>(self)] {
             int status = 0;
             while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {

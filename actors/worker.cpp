@@ -349,9 +349,10 @@ int run_worker(const worker_options& options) {
     // succeed. Anything else (bad data, a spec the data cannot serve, non-finite steps in a
     // row) would fail the same way again.
     const bool recoverable = dynamic_cast<const io_error*>(&e) != nullptr;
+    const bool peer = dynamic_cast<const engine::comm_error*>(&e) != nullptr;
     log->error("rank {}: {}", options.rank, e.what());
     tell_and_wait(sys, coordinator,
-                  msg::rank_failed{options.generation, options.rank, -1, e.what(), recoverable},
+                  msg::rank_failed{options.generation, options.rank, -1, e.what(), recoverable, peer},
                   *log);
     exit_code = 1;
   }

@@ -92,7 +92,8 @@ struct fault_tolerance_section {
   int64_t min_ranks = 1;                 // shrink no further; below it the run stops
   int64_t max_ranks = 0;                 // grow no further (0: parallel.ranks)
   int64_t replace_timeout_ms = 3000;     // wait this long for a replacement before shrinking
-  int64_t respawn_retries = 3;           // failures of one slot in a row before it is quarantined
+  int64_t respawn_retries = 3;           // faults of one slot in a row before it is quarantined
+                                         // (0: a fault stops the run)
   int64_t respawn_backoff_ms = 200;      // before the first respawn; doubles with each failure
   int64_t replica_every_steps = 1;       // in-memory snapshot and buddy copy (0: disk only)
   int64_t max_nonfinite_steps = 3;       // non-finite steps in a row before the run stops

@@ -197,6 +197,24 @@ INSTANTIATE_TEST_SUITE_P(
                    "fault injected at worker.restore", 2, 3}),
     [](const ::testing::TestParamInfo<chaos_case>& i) { return std::string(i.param.name); });
 
+// Rank 1's worker dies in slot 1 of the node three times in a row (the second and third
+// time before a step finishes): with respawn_retries = 2 the slot is quarantined, no
+// replacement comes, and the run ends on one rank in the slot that works.
+TEST(fault_tolerance, a_slot_that_keeps_failing_is_quarantined_and_the_world_does_without_it) {
+  const std::string dir = lz::test::test_dir("ft-quarantine");
+  const auto r = run_lazarus(
+      args(dir, 2, "--set fault_tolerance.respawn_retries=2"), dir,
+      "LAZARUS_FAULT=train.after_step@3#1,train.before_update@1#1%1,train.before_update@1#1%2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("slot 1 of node 'node0' is quarantined after 3 fault(s) in a row"),
+            std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("shrinking from 2 to 1 rank(s)"), std::string::npos) << r.output;
+  const std::string summary = read_file(dir + "/summary.json");
+  EXPECT_EQ(json_field(summary, "faults"), "3") << summary;
+  EXPECT_EQ(json_field(summary, "final_world_size"), "1") << summary;
+  expect_reference_result(dir);
+}
+
 // The node agent with the worker of rank 1 dies with it: its slot is gone, no replacement
 // comes within replace_timeout_ms, and the run goes on with one rank.
 TEST(fault_tolerance, a_killed_node_agent_shrinks_the_world_and_the_run_ends_with_the_reference_result) {
