@@ -1,6 +1,10 @@
 // caf_runtime.cpp: see caf_runtime.hpp.
 #include "actors/caf_runtime.hpp"
 
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include "config/error.hpp"
@@ -20,7 +24,27 @@ caf_runtime::caf_runtime(const caf_options& options) {
   system_ = std::make_unique<caf::actor_system>(config_);
 }
 
-caf_runtime::~caf_runtime() = default;
+caf_runtime::~caf_runtime() {
+  std::mutex mutex;
+  std::condition_variable done_cv;
+  bool done = false;
+  std::thread watchdog([&, code = exit_code_on_hang_] {
+    std::unique_lock lock(mutex);
+    if (done_cv.wait_for(lock, k_shutdown_limit, [&] { return done; })) return;
+    std::fprintf(stderr, "lazarus: the actor system did not shut down within %lld s (an actor "
+                 "is still referenced); ending the process with code %d, its work done\n",
+                 static_cast<long long>(k_shutdown_limit.count()), code);
+    std::fflush(stderr);
+    std::_Exit(code);
+  });
+  system_.reset();
+  {
+    std::lock_guard lock(mutex);
+    done = true;
+  }
+  done_cv.notify_all();
+  watchdog.join();
+}
 
 host_port parse_host_port(const std::string& text, const std::string& what) {
   const auto colon = text.rfind(':');

@@ -25,15 +25,24 @@ struct caf_options {
 };
 
 // The configuration must outlive the system: both live here.
+//
+// The shutdown at destruction is bounded: CAF's actor system waits for every detached actor
+// object to be destroyed, and one still referenced somewhere would make the process hang
+// at its very end with its work done. After k_shutdown_limit the process says so on stderr
+// and ends with the code given to exit_code_on_hang() (1 unless told).
 class caf_runtime {
 public:
+  static constexpr auto k_shutdown_limit = std::chrono::seconds(20);
+
   explicit caf_runtime(const caf_options& options);
   ~caf_runtime();
   caf::actor_system& system() { return *system_; }
+  void exit_code_on_hang(int code) { exit_code_on_hang_ = code; }
 
 private:
   caf::actor_system_config config_;
   std::unique_ptr<caf::actor_system> system_;
+  int exit_code_on_hang_ = 1;
 };
 
 // "HOST:PORT" -> (host, port); a spec_error naming the text otherwise.

@@ -148,11 +148,13 @@ msg::catalog_counts finish(catalog_state& st, const msg::run_finished& f) {
 caf::behavior catalog_actor(caf::event_based_actor* self, catalog_actor_config config) {
   auto st = std::make_shared<catalog_state>();
   st->cfg = std::move(config);
-  self->set_exception_handler([st](caf::scheduled_actor*, std::exception_ptr& e) -> caf::error {
+  // (the handler holds the logger, not the state: the state holds response promises, which
+  // hold this actor, and a handler lives as long as the actor object)
+  self->set_exception_handler([log = st->cfg.log](caf::scheduled_actor*, std::exception_ptr& e) -> caf::error {
     try {
       std::rethrow_exception(e);
     } catch (const std::exception& x) {  // the catalog is in doubt: the run stops
-      st->cfg.log->error("catalog: {}", x.what());
+      log->error("catalog: {}", x.what());
       return caf::make_error(caf::sec::runtime_error, std::string(x.what()));
     }
   });

@@ -36,6 +36,12 @@ caf::behavior supervisor(caf::event_based_actor* self, caf::actor coordinator,
   st->coordinator = std::move(coordinator);
   st->timeout = heartbeat_timeout;
   st->log = std::move(log);
+  // At its end the handles go: the state lives on in the handlers below as long as the
+  // actor object, and must not keep the coordinator (and through it the catalog) alive.
+  self->attach_functor([st] {
+    st->coordinator = nullptr;
+    st->nodes.clear();
+  });
   const auto report = [self, st](int32_t node, int32_t rank, int64_t generation,
                                  const std::string& reason) {
     st->last_heard.erase(node);
