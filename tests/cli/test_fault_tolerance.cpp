@@ -197,6 +197,25 @@ INSTANTIATE_TEST_SUITE_P(
                    "fault injected at worker.restore", 2, 3}),
     [](const ::testing::TestParamInfo<chaos_case>& i) { return std::string(i.param.name); });
 
+// A recovered run whose coordinator is then killed resumes with the same command: the new
+// start goes on from the next generation (the catalog keeps the last one), so the record of
+// trained windows stays one history, and the result is the reference's.
+TEST(fault_tolerance, a_recovered_run_killed_later_resumes_in_a_later_generation_with_the_reference_result) {
+  const std::string dir = lz::test::test_dir("ft-kill-resume");
+  const std::string cmd = args(dir, 2, "", 15);
+  const auto killed = run_lazarus(cmd, dir, "LAZARUS_FAULT=train.after_step@7#1,catalog.after_commit@10");
+  ASSERT_NE(killed.exit_code, 0) << killed.output;
+  EXPECT_NE(killed.output.find("recovered in"), std::string::npos) << killed.output;
+  const auto resumed = run_lazarus(cmd, dir);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("g2 step 10: resumed from checkpoint step 10"), std::string::npos)
+      << resumed.output;
+  const std::string summary = read_file(dir + "/summary.json");
+  EXPECT_EQ(json_field(summary, "generations"), "1") << "this start: one world";
+  EXPECT_TRUE(std::filesystem::exists(dir + "/windows/g2-rank0.tsv"));
+  expect_reference_result(dir, 15);
+}
+
 // Rank 1's worker dies in slot 1 of the node three times in a row (the second and third
 // time before a step finishes): with respawn_retries = 2 the slot is quarantined, no
 // replacement comes, and the run ends on one rank in the slot that works.
@@ -232,6 +251,26 @@ TEST(fault_tolerance, a_killed_node_agent_shrinks_the_world_and_the_run_ends_wit
   EXPECT_EQ(json_field(summary, "final_world_size"), "1") << summary;
   EXPECT_GE(lz::test::json_number(summary, "faults"), 1) << summary;
   expect_reference_result(dir, 20);
+}
+
+// A node agent frozen (SIGSTOP) while its worker trains on: its heartbeats stop, the node is
+// lost after heartbeat_timeout_ms, the world is fenced (the frozen node's worker fails with
+// its peer) and shrinks to the live node; the agent, thawed, finds the coordinator gone
+// from its side and ends.
+TEST(fault_tolerance, a_frozen_node_agent_is_lost_after_the_heartbeat_timeout_and_the_run_goes_on) {
+  const std::string dir = lz::test::test_dir("ft-node-frozen");
+  lazarus_process run(concat({"run", "--no-progress", "--state-dir", dir}, spec_sets(80, 2, 2)), {});
+  ASSERT_TRUE(run.read_until("g0 step 4/80", 120s)) << run.output();
+  const pid_t node1 = node_pid(run.output(), "node1");
+  ASSERT_GT(node1, 0) << run.output();
+  ASSERT_EQ(::kill(node1, SIGSTOP), 0);
+  const bool shrunk = run.read_until("no replacement came: shrinking from 2 to 1 rank(s)", 60s);
+  ::kill(node1, SIGCONT);
+  ASSERT_TRUE(shrunk) << run.output();
+  ASSERT_EQ(run.wait(180s), 0) << run.output();
+  EXPECT_NE(run.output().find("node 'node1' was lost"), std::string::npos) << run.output();
+  EXPECT_TRUE(lz::test::wait_gone({node1}, 30s).empty()) << "the thawed agent ends";
+  expect_reference_result(dir, 80);
 }
 
 // 4 ranks on two node agents of 2 slots; one agent dies: the run waits for a replacement,
