@@ -380,7 +380,7 @@ int run_coordinator(const config::run_spec& spec, const coordinator_options& opt
   caf_runtime runtime({.connection_timeout = std::chrono::milliseconds(
                            spec.fault_tolerance.heartbeat_timeout_ms)});
   caf::actor_system& sys = runtime.system();
-  const caf::actor store = sys.spawn(store_actor);
+  const caf::actor store = sys.spawn(store_actor, store_limits{});
   const caf::actor catalog = sys.spawn<caf::detached>(
       catalog_actor, catalog_actor_config{spec, state, {model_descriptor(model), P}, log});
   auto done = std::make_shared<std::promise<run_end>>();

@@ -1,7 +1,9 @@
 // store_actor.cpp: see store_actor.hpp.
 #include "actors/store_actor.hpp"
 
+#include <algorithm>
 #include <memory>
+#include <string>
 
 #include "actors/messages.hpp"
 #include "config/error.hpp"
@@ -21,18 +23,28 @@ struct store_state {
   std::map<std::string, std::vector<char>> values;
   std::map<int64_t, pending_get> waiting;  // by id
   int64_t next_id = 0;
+  size_t bytes = 0;                         // keys and values held
 };
 
 }  // namespace
 
-caf::behavior store_actor(caf::event_based_actor* self) {
+caf::behavior store_actor(caf::event_based_actor* self, store_limits limits) {
   auto st = std::make_shared<store_state>();
   return {
-      [self, st](msg::store_set& s) -> caf::result<bool> {
+      [self, st, limits](msg::store_set& s) -> caf::result<bool> {
         if (st->values.count(s.key) != 0) {
           return caf::make_error(caf::sec::runtime_error,
                                  "rendezvous: key '" + s.key + "' is already set");
         }
+        const size_t bytes = s.key.size() + s.value.size();
+        if (bytes > limits.max_bytes - std::min(st->bytes, limits.max_bytes)) {
+          return caf::make_error(
+              caf::sec::runtime_error,
+              "rendezvous: key '" + s.key + "' (" + std::to_string(bytes) + " bytes) would take "
+              "the store past its limit of " + std::to_string(limits.max_bytes) + " bytes (" +
+              std::to_string(st->bytes) + " held): a peer keeps setting keys");
+        }
+        st->bytes += bytes;
         for (auto it = st->waiting.begin(); it != st->waiting.end();) {
           if (it->second.key == s.key) {
             it->second.promise.deliver(s.value);

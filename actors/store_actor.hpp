@@ -18,7 +18,13 @@
 
 namespace lz::actors {
 
-caf::behavior store_actor(caf::event_based_actor* self);
+// What the store holds at most: keys and values of every generation stay (a key is never
+// overwritten), so a peer that keeps setting keys (a bug, a stranger) is refused, not fed.
+struct store_limits {
+  size_t max_bytes = size_t{256} << 20;  // keys and values together
+};
+
+caf::behavior store_actor(caf::event_based_actor* self, store_limits limits);
 
 class remote_store final : public engine::rendezvous_store {
 public:
