@@ -16,13 +16,13 @@ namespace lz::actors::coordination {
 void maybe_grow(caf::event_based_actor* self, coord_state& st) {
   const config::run_spec& spec = st.cfg.spec;
   if (st.ph != phase::training || st.growing || spec.checkpoint.every_steps == 0) return;
-  const int32_t target = std::min(usable_slots(st), policy_of(spec).max_ranks);
+  const int32_t usable = usable_slots(st);
+  const int32_t target = std::min(usable, policy_of(spec).max_ranks);
   if (target <= st.world) return;
   st.growing = true;
   st.ph = phase::stopping;
   st.cfg.log->info("g{}: {} usable slot(s) for {} rank(s): the world stops after this step, "
-                   "saves it and grows to {} rank(s)", st.generation, usable_slots(st), st.world,
-                   target);
+                   "saves it and grows to {} rank(s)", st.generation, usable, st.world, target);
   tell_workers(self, st, msg::stop_training{st.generation, "the world grows"});
 }
 
@@ -116,7 +116,7 @@ void fence_and_restart(caf::event_based_actor* self, const std::shared_ptr<coord
   };
   st.fence_replies = 0;
   for (node_info& n : st.nodes) {
-    if (n.lost || n.gone) continue;
+    if (!n.live()) continue;
     st.fence_replies++;
     self->request(n.agent, std::chrono::seconds(30), msg::end_generation{old})
         .then([replied](bool) { replied(); }, [replied](caf::error&) { replied(); });
@@ -125,9 +125,8 @@ void fence_and_restart(caf::event_based_actor* self, const std::shared_ptr<coord
 }
 
 // A fault of the current world: the world is fenced (every worker of it ends; committed
-// checkpoints stay), the generation goes up, and the same ranks start again on the live
-// nodes from the newest committed checkpoint. Faults in a row without a finished step
-// beyond fault_tolerance.respawn_retries stop the run.
+// checkpoints stay), the generation goes up, and the next world (restart_world decides its
+// size) starts on the live nodes from the newest committed checkpoint.
 //
 // `rank` (when >= 0 and `blame`) is the culprit: a worker that exited, or the rank a hang is
 // blamed on. Its slot counts the fault; past respawn_retries in a row it is quarantined
