@@ -122,7 +122,7 @@ std::string accept(catalog_state& st, const msg::start_accepted& a) {
     st.committer->recover();
   }
   if (a.start_step > 0) {
-    st.cfg.log->info("g{} step {}: resumed from checkpoint step {} (run {})", a.generation,
+    st.cfg.log->info("g{} step {}: resumed from step {} (run {})", a.generation,
                      a.start_step, a.start_step, state.run_id());
     state.catalog().append_event("resumed", config::json_object()
                                                 .add("step", a.start_step)
@@ -183,6 +183,10 @@ caf::behavior catalog_actor(caf::event_based_actor* self, catalog_actor_config c
       },
       [st](const msg::restore_pick& p) -> caf::result<msg::restore_choice> {
         return guarded<msg::restore_choice>([&] { return pick(*st, p); });
+      },
+      [st](const msg::newest_step&) -> int64_t {
+        const auto latest = st->cfg.state->catalog().latest();
+        return latest ? latest->step : -1;
       },
       [st](const msg::restore_failed& f) {
         st->failures.push_back({f.step, f.corrupt, f.error});

@@ -112,12 +112,16 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
                                  fmt::format("rank {} of generation {} on node {} is not "
                                              "expected", h.rank, h.generation, h.node_id));
         }
-        st->ranks[static_cast<size_t>(h.rank)].worker = h.worker;
-        st->ranks[static_cast<size_t>(h.rank)].last_heard = health_clock::now();
+        rank_info& info = st->ranks[static_cast<size_t>(h.rank)];
+        info.worker = h.worker;
+        info.pid = h.pid;
+        info.last_heard = health_clock::now();
         self->monitor(h.worker);
         return msg::worker_setup{st->generation, st->world, st->cfg.run_id, st->cfg.spec_toml_abs,
                                  st->cfg.state_dir, st->cfg.checkpoint_root, st->cfg.catalog,
-                                 st->cfg.store, st->cfg.first_generation};
+                                 st->cfg.store, st->cfg.first_generation,
+                                 st->replica_to[static_cast<size_t>(h.rank)],
+                                 st->replica_from[static_cast<size_t>(h.rank)]};
       },
       [self, st](const msg::worker_ready& w) {
         if (w.generation != st->generation || st->ph != phase::starting) return;
@@ -143,6 +147,12 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
         const auto corrupt = std::find_if(st->restore_results.begin(), st->restore_results.end(),
                                           [](const msg::restore_result& x) { return x.corrupt; });
         const msg::restore_result& why = corrupt != st->restore_results.end() ? *corrupt : *bad;
+        if (st->memory_restore) {  // the disk path, from the newest checkpoint
+          st->cfg.log->warn("g{}: the restore of step {} from memory failed on rank {}: {}; "
+                            "restoring from disk", st->generation, r.step, why.rank, why.error);
+          pick_restore_point(self, st, INT64_MAX);
+          return;
+        }
         self->send(st->cfg.catalog, msg::restore_failed{r.step, why.corrupt, why.error});
         pick_restore_point(self, st, r.step);
       },
@@ -179,13 +189,14 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
           st->end.recoveries++;
           st->end.steps_lost += lost;
           st->end.recovery_ms.push_back(ms);
-          st->cfg.log->info("g{} step {}: recovered in {:.0f} ms from checkpoint step {} ({} "
-                            "step(s) trained again) after: {}", st->generation, r.step, ms,
-                            rec.restore_step, lost, rec.reason);
+          st->cfg.log->info("g{} step {}: recovered in {:.0f} ms from step {} ({}; {} step(s) "
+                            "trained again) after: {}", st->generation, r.step, ms,
+                            rec.restore_step, rec.source, lost, rec.reason);
           self->send(st->cfg.catalog,
                      msg::run_event{"recovered", config::json_object()
                                                      .add("generation", st->generation)
                                                      .add("restore_step", rec.restore_step)
+                                                     .add("restore_from", rec.source)
                                                      .add("steps_lost", lost)
                                                      .add("recover_ms", ms)
                                                      .add("world_size", int64_t{st->world})
@@ -202,7 +213,7 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
         if (st->growing && d.stopped && st->end.stop_signal == 0) {  // saved: start larger
           st->growing = false;
           st->cfg.log->info("g{}: the world stopped at step {} to grow", st->generation, d.steps);
-          fence_and_restart(self, st, std::chrono::milliseconds(0));
+          fence_and_restart(self, st, std::chrono::milliseconds(0), false, 0);
           return true;
         }
         all_done(self, st);
@@ -229,8 +240,15 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
         if (generation != st->generation) return;  // the culprit's own report came first
         recover(self, st, rank, st->ranks[static_cast<size_t>(rank)].node, why, false);
       },
+      [self, st](const msg::rank_fenced& f) { survivor_answered(self, st, f); },
+      [self, st](fence_atom, int64_t generation) { fence_timed_out(self, st, generation); },
       [self, st](const msg::fault& f) {
         if (st->ended) return;
+        if (f.pid != 0 && std::any_of(st->survivors.begin(), st->survivors.end(),
+                                      [&](const survivor& s) { return s.pid == f.pid; })) {
+          survivor_lost(self, st, f.pid, f.reason);  // no world has begun: the fence goes on
+          return;
+        }
         if (f.rank >= 0 && f.generation != st->generation) {
           st->cfg.log->debug("dropped a fault of rank {} from generation {}: {}", f.rank,
                              f.generation, f.reason);
@@ -391,6 +409,7 @@ int run_coordinator(const config::run_spec& spec, const coordinator_options& opt
       .state_dir = dir,
       .checkpoint_root = state->checkpoint_root(),
       .run_id = state->run_id(),
+      .num_params = P,
       .resuming = state->resuming(),
       .first_generation = first_generation,
       .tty = options.progress && ::isatty(STDERR_FILENO) == 1,

@@ -96,32 +96,123 @@ void restart_world(caf::event_based_actor* self, coord_state& st) {
   if (st.ph == phase::joining) fail(self, st, fmt::format("g{}: cannot place {} rank(s) on {} usable slot(s)", st.generation, st.world, usable));
 }
 
-// The world of this generation ends (its workers are killed, or have ended), the generation
-// goes up, and the next world starts once every live node agent has confirmed it and
-// `delay` has passed.
-void fence_and_restart(caf::event_based_actor* self, const std::shared_ptr<coord_state>& sp,
-                       std::chrono::milliseconds delay) {
+namespace {
+
+// The fence is over (every survivor answered, or the wait ran out): every node agent ends
+// the workers of the old world but the survivors, and the next world starts once every live
+// agent has confirmed it and the backoff has passed.
+void end_old_world(caf::event_based_actor* self, const state_ptr& sp) {
   coord_state& st = *sp;
-  const int64_t old = st.generation;
-  st.generation++;
-  st.end.generations = st.generation - st.cfg.first_generation + 1;
-  st.ph = phase::recovering;
-  st.steps.clear();
-  for (rank_info& r : st.ranks) r = rank_info{.node = r.node};
+  st.fence_open = false;
+  const int64_t old = st.generation - 1;
+  std::vector<int32_t> keep;
+  for (const survivor& s : st.survivors) keep.push_back(s.pid);
   // Each node agent's answer, or its loss (whose own fault follows): after the last one the
   // next world starts once the backoff has passed.
-  const auto replied = [self, sp, g = st.generation, delay] {
+  const auto replied = [self, sp, g = st.generation] {
     if (sp->generation != g || --sp->fence_replies > 0) return;
-    self->delayed_send(self, delay, msg::end_generation{g});
+    self->delayed_send(self, sp->restart_delay, msg::end_generation{g});
   };
   st.fence_replies = 0;
   for (node_info& n : st.nodes) {
     if (!n.live()) continue;
     st.fence_replies++;
-    self->request(n.agent, std::chrono::seconds(30), msg::end_generation{old})
+    self->request(n.agent, std::chrono::seconds(30), msg::end_generation{old, keep})
         .then([replied](bool) { replied(); }, [replied](caf::error&) { replied(); });
   }
-  if (st.fence_replies == 0) self->delayed_send(self, delay, msg::end_generation{st.generation});
+  if (st.fence_replies == 0) self->delayed_send(self, st.restart_delay, msg::end_generation{st.generation});
+}
+
+void end_fence_if_answered(caf::event_based_actor* self, const state_ptr& sp) {
+  const coord_state& st = *sp;
+  if (!st.fence_open) return;
+  if (std::all_of(st.survivors.begin(), st.survivors.end(), [](const survivor& s) { return s.fenced; })) {
+    end_old_world(self, sp);
+  }
+}
+
+}  // namespace
+
+// The world of this generation ends and the generation goes up. When `warm`, its workers
+// but the culprit (`culprit_pid`) and those on lost nodes are fenced: each aborts its
+// communicator, keeps its state and in-memory copies, and carries on in the next world.
+// Otherwise (or a survivor that does not answer in time) the node agents end them. The
+// next world starts when every live node agent has confirmed and `delay` has passed.
+void fence_and_restart(caf::event_based_actor* self, const std::shared_ptr<coord_state>& sp,
+                       std::chrono::milliseconds delay, bool warm, int32_t culprit_pid) {
+  coord_state& st = *sp;
+  st.generation++;
+  st.end.generations = st.generation - st.cfg.first_generation + 1;
+  st.ph = phase::recovering;
+  st.steps.clear();
+  std::vector<survivor> next;
+  const auto consider = [&](survivor s) {
+    if (!s.worker || s.pid == 0 || s.pid == culprit_pid) return;
+    if (!st.nodes[static_cast<size_t>(s.node)].live()) {
+      // its node agent cannot end it: the worker is told to leave
+      self->send(s.worker, msg::fence{st.generation, true});
+      return;
+    }
+    if (warm) next.push_back(std::move(s));
+  };
+  for (const rank_info& r : st.ranks) consider({r.pid, r.node, r.slot, r.worker, false, {}});
+  for (survivor& s : st.survivors) consider({s.pid, s.node, s.slot, s.worker, false, {}});
+  st.survivors = std::move(next);
+  for (const survivor& s : st.survivors) self->send(s.worker, msg::fence{st.generation, false});
+  for (rank_info& r : st.ranks) r = rank_info{.node = r.node};
+  st.restart_delay = delay;
+  st.fence_open = true;
+  if (st.survivors.empty()) {
+    end_old_world(self, sp);
+    return;
+  }
+  // A survivor answers within milliseconds unless its step thread is inside a long
+  // computation: it gets the heartbeat timeout plus the slowest step seen.
+  double slowest_ms = 0.0;
+  for (double ms : st.step_intervals_ms) slowest_ms = std::max(slowest_ms, ms);
+  const auto wait = std::chrono::milliseconds(st.cfg.spec.fault_tolerance.heartbeat_timeout_ms +
+                                              static_cast<int64_t>(slowest_ms));
+  self->delayed_send(self, wait, fence_atom::value, st.generation);
+}
+
+void survivor_answered(caf::event_based_actor* self, const state_ptr& sp, const msg::rank_fenced& f) {
+  coord_state& st = *sp;
+  if (f.generation != st.generation || !st.fence_open) return;
+  for (survivor& s : st.survivors) {
+    if (s.pid != f.pid) continue;
+    s.fenced = true;
+    s.held = f.held;
+  }
+  end_fence_if_answered(self, sp);
+}
+
+void fence_timed_out(caf::event_based_actor* self, const state_ptr& sp, int64_t generation) {
+  coord_state& st = *sp;
+  if (generation != st.generation || !st.fence_open) return;
+  for (const survivor& s : st.survivors) {
+    if (s.fenced) continue;
+    st.cfg.log->warn("g{}: the worker with pid {} on node '{}' did not answer the fence in "
+                     "time: its node agent ends it", st.generation, s.pid, node_name(st, s.node));
+  }
+  std::erase_if(st.survivors, [](const survivor& s) { return !s.fenced; });
+  end_old_world(self, sp);
+}
+
+void survivor_lost(caf::event_based_actor* self, const state_ptr& sp, int32_t pid,
+                   const std::string& why) {
+  coord_state& st = *sp;
+  const auto gone = std::erase_if(st.survivors, [pid](const survivor& s) { return s.pid == pid; });
+  if (gone == 0) return;
+  st.cfg.log->warn("g{}: a survivor of the last world is gone before the next began: {}",
+                   st.generation, why);
+  self->send(st.cfg.catalog, msg::run_event{"fault", config::json_object()
+                                                         .add("generation", st.generation)
+                                                         .add("pid", int64_t{pid})
+                                                         .add("reason", why)
+                                                         .add("steps_done", st.end.steps)
+                                                         .str()});
+  st.end.faults++;
+  end_fence_if_answered(self, sp);
 }
 
 // A fault of the current world: the world is fenced (every worker of it ends; committed
@@ -184,10 +275,15 @@ void recover(caf::event_based_actor* self, const std::shared_ptr<coord_state>& s
   if (!st.recovering) st.recovering = open_recovery{health_clock::now(), st.end.steps, -1, reason};
   st.growing = false;  // a fault during a growth stop: the restart decides the size anew
   if (st.cfg.tty) std::fprintf(stderr, "\nrecovering (g%lld): %s\n", static_cast<long long>(st.generation + 1), reason.c_str());
-  st.cfg.log->warn("g{}: recovering: {}; the world of generation {} is fenced and starts "
-                   "again from the newest committed checkpoint", st.generation + 1, reason,
+  int32_t culprit_pid = 0;
+  if (rank >= 0 && rank < static_cast<int32_t>(st.ranks.size()) && blame) {
+    culprit_pid = st.ranks[static_cast<size_t>(rank)].pid;
+  }
+  st.cfg.log->warn("g{}: recovering: {}; the world of generation {} is fenced, its survivors "
+                   "carry on in the next one, which restores the newest step its ranks hold "
+                   "in memory or the newest committed checkpoint", st.generation + 1, reason,
                    st.generation);
-  fence_and_restart(self, sp, respawn_delay(*health, policy));
+  fence_and_restart(self, sp, respawn_delay(*health, policy), true, culprit_pid);
 }
 
 }  // namespace lz::actors::coordination

@@ -31,6 +31,7 @@ namespace lz::actors::coordination {
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using linger_atom = caf::atom_constant<caf::atom("linger")>;
 using grace_atom = caf::atom_constant<caf::atom("grace")>;
+using fence_atom = caf::atom_constant<caf::atom("fence")>;
 
 constexpr auto k_tick = std::chrono::milliseconds(25);  // hang checks, signals, waits
 constexpr auto k_linger = std::chrono::seconds(10);  // for node agents to end after the run
@@ -73,6 +74,8 @@ struct rank_info {
   int32_t node = -1;
   int32_t slot = -1;
   caf::actor worker;
+  int32_t pid = 0;
+  std::vector<msg::wire_held> held;     // the in-memory copies it brings from an earlier world
   health_clock::time_point last_heard;  // its hello, then its last heartbeat
   bool in_collective = false;           // as its last heartbeat said
   bool ready = false;
@@ -87,12 +90,24 @@ struct open_recovery {
   int64_t steps_done = 0;         // finished steps when it struck
   int64_t restore_step = -1;
   std::string reason;
+  std::string source;             // where the restore point came from: memory, disk, start
+};
+
+// A worker of an ended world that carries on into the next one (a warm restart): its
+// process, its state and its in-memory copies stay.
+struct survivor {
+  int32_t pid = 0;
+  int32_t node = -1, slot = -1;
+  caf::actor worker;
+  bool fenced = false;            // it answered the fence
+  std::vector<msg::wire_held> held;
 };
 
 struct coordinator_config {
   config::run_spec spec;          // as the user gave it (recorded in the catalog)
   std::string spec_toml_abs;      // what nodes and workers get: paths absolute
   std::string state_dir, checkpoint_root, run_id;
+  int64_t num_params = 0;         // of the model: the extent of the in-memory copies
   bool resuming = false;
   int64_t first_generation = 0;   // the last start's generation + 1 when resuming
   bool tty = false;
@@ -127,6 +142,11 @@ struct coord_state {
   std::vector<double> step_intervals_ms;  // between finished steps, this generation
   std::optional<health_clock::time_point> short_since;  // the live slots fell below the world
   bool growing = false;           // the world stops at a step boundary to start larger
+  std::vector<survivor> survivors;  // fenced (or being fenced) for the next world
+  bool fence_open = false;        // survivors are still answering the fence
+  std::chrono::milliseconds restart_delay{0};
+  std::vector<int32_t> replica_to, replica_from;  // per rank of this world
+  bool memory_restore = false;    // the restore under way is from the ranks' memory
 };
 
 using state_ptr = std::shared_ptr<coord_state>;
@@ -158,7 +178,10 @@ std::pair<int32_t, std::string> hang_blame(const coord_state& st,
                                            const config::fault_tolerance_section& ft);
 void restart_world(caf::event_based_actor* self, coord_state& st);
 void fence_and_restart(caf::event_based_actor* self, const state_ptr& sp,
-                       std::chrono::milliseconds delay);
+                       std::chrono::milliseconds delay, bool warm, int32_t culprit_pid);
+void survivor_answered(caf::event_based_actor* self, const state_ptr& sp, const msg::rank_fenced& f);
+void fence_timed_out(caf::event_based_actor* self, const state_ptr& sp, int64_t generation);
+void survivor_lost(caf::event_based_actor* self, const state_ptr& sp, int32_t pid, const std::string& why);
 void recover(caf::event_based_actor* self, const state_ptr& sp, int32_t rank, int32_t node,
              const std::string& reason, bool blame);
 

@@ -12,6 +12,7 @@
 #include "actors/run_files.hpp"
 #include "actors/run_outputs.hpp"
 #include "actors/stop_signal.hpp"
+#include "checkpoint/memory_snapshot.hpp"
 #include "config/json_writer.hpp"
 
 namespace lz::actors::coordination {
@@ -92,7 +93,10 @@ void start_training(caf::event_based_actor* self, const state_ptr& sp, int64_t s
               if (st.cfg.on_accepted) st.cfg.on_accepted();
             }
             st.started = true;
-            if (st.recovering) st.recovering->restore_step = start_step;
+            if (st.recovering) {
+              st.recovering->restore_step = start_step;
+              st.recovering->source = st.memory_restore ? "memory" : start_step > 0 ? "disk" : "start";
+            }
             st.end.steps = start_step;
             st.last_step_at = health_clock::now();
             st.stepped = false;
@@ -108,7 +112,10 @@ void start_training(caf::event_based_actor* self, const state_ptr& sp, int64_t s
           [self, sp](caf::error& e) { fail(self, *sp, error_text(self->system(), e)); });
 }
 
-void pick_restore_point(caf::event_based_actor* self, const state_ptr& sp, int64_t before_step) {
+namespace {
+
+void pick_from_disk(caf::event_based_actor* self, const state_ptr& sp, int64_t before_step) {
+  sp->memory_restore = false;
   self->request(sp->cfg.catalog, std::chrono::minutes(5), msg::restore_pick{before_step})
       .then(
           [self, sp](msg::restore_choice& c) {
@@ -126,33 +133,130 @@ void pick_restore_point(caf::event_based_actor* self, const state_ptr& sp, int64
           [self, sp](caf::error& e) { fail(self, *sp, error_text(self->system(), e)); });
 }
 
+}  // namespace
+
+// The restore point of a new world: the newest step whose in-memory copies the world's
+// ranks hold in full (the fast path), unless a newer checkpoint is committed; else the
+// newest committed checkpoint older than `before_step` (-1: any) whose shards check out.
+void pick_restore_point(caf::event_based_actor* self, const state_ptr& sp, int64_t before_step) {
+  coord_state& st = *sp;
+  std::vector<checkpoint::held_range> held;
+  for (size_t r = 0; r < st.ranks.size(); r++) {
+    for (const msg::wire_held& h : st.ranks[r].held) {
+      held.push_back({static_cast<int32_t>(r), h.which, h.step, {h.range_begin, h.range_end}});
+    }
+  }
+  const std::optional<int64_t> memory =
+      before_step < 0 ? checkpoint::newest_covered_step(held, st.cfg.num_params) : std::nullopt;
+  if (!memory) {
+    pick_from_disk(self, sp, before_step);
+    return;
+  }
+  self->request(st.cfg.catalog, std::chrono::minutes(1), msg::newest_step{})
+      .then(
+          [self, sp, step = *memory, held](int64_t committed) {
+            coord_state& now = *sp;
+            if (committed > step) {
+              now.cfg.log->info("g{}: the ranks hold step {} in memory, checkpoint step {} is "
+                               "newer: restoring from disk", now.generation, step, committed);
+              pick_from_disk(self, sp, -1);
+              return;
+            }
+            msg::restore_memory m{now.generation, step, {}};
+            for (const checkpoint::held_range& h : held) {
+              if (h.step == step) m.held.push_back({h.rank, h.which, h.step, h.range.begin, h.range.end});
+            }
+            now.cfg.log->info("g{}: restoring step {} from {} in-memory cop{} of the ranks",
+                             now.generation, step, m.held.size(), m.held.size() == 1 ? "y" : "ies");
+            now.ph = phase::restoring;
+            now.restore_step = step;
+            now.restore_results.clear();
+            now.memory_restore = true;
+            tell_workers(self, now, m);
+          },
+          [self, sp](caf::error& e) { fail(self, *sp, error_text(self->system(), e)); });
+}
+
+// Places the ranks of this generation's world on the usable slots: the survivors of the last
+// world carry on where they are (with a new rank), fresh workers fill the other slots.
 void assign_and_start(caf::event_based_actor* self, coord_state& st) {
   std::vector<int32_t> slots;
   for (const node_info& n : st.nodes) slots.push_back(n.usable());
   const std::vector<int32_t> node_of = assign_ranks(slots, st.world);
   if (node_of.empty()) return;  // not enough slots yet
   st.ranks.assign(static_cast<size_t>(st.world), rank_info{});
+  std::vector<survivor> waiting = std::move(st.survivors);
+  st.survivors.clear();
+  std::sort(waiting.begin(), waiting.end(), [](const survivor& a, const survivor& b) {
+    return std::tie(a.node, a.slot) < std::tie(b.node, b.slot);
+  });
+  std::vector<bool> placed(waiting.size(), false);
   std::map<int32_t, msg::start_workers> by_node;
+  std::map<int32_t, std::vector<int32_t>> taken;  // node -> slots of the survivors placed
   for (int32_t r = 0; r < st.world; r++) {
     const int32_t node = node_of[static_cast<size_t>(r)];
-    msg::start_workers& s = by_node[node];
-    // the node's next slot that is not quarantined
-    const auto& health = st.nodes[static_cast<size_t>(node)].health;
-    int32_t slot = s.slots.empty() ? 0 : s.slots.back() + 1;
-    while (health[static_cast<size_t>(slot)].quarantined) slot++;
-    s.ranks.push_back(r);
-    s.slots.push_back(slot);
-    st.ranks[static_cast<size_t>(r)].node = node;
-    st.ranks[static_cast<size_t>(r)].slot = slot;
+    rank_info& info = st.ranks[static_cast<size_t>(r)];
+    info.node = node;
+    for (size_t i = 0; i < waiting.size(); i++) {
+      if (placed[i] || waiting[i].node != node) continue;
+      placed[i] = true;
+      info.slot = waiting[i].slot;
+      info.worker = waiting[i].worker;
+      info.pid = waiting[i].pid;
+      info.held = waiting[i].held;
+      info.last_heard = health_clock::now();
+      taken[node].push_back(info.slot);
+      by_node[node].adopt_pids.push_back(info.pid);
+      by_node[node].adopt_ranks.push_back(r);
+      break;
+    }
+  }
+  for (int32_t r = 0; r < st.world; r++) {  // fresh workers in the node's free slots
+    rank_info& info = st.ranks[static_cast<size_t>(r)];
+    if (info.worker) continue;
+    const auto& health = st.nodes[static_cast<size_t>(info.node)].health;
+    std::vector<int32_t>& used = taken[info.node];
+    int32_t slot = 0;
+    while (health[static_cast<size_t>(slot)].quarantined ||
+           std::find(used.begin(), used.end(), slot) != used.end()) {
+      slot++;
+    }
+    used.push_back(slot);
+    info.slot = slot;
+    by_node[info.node].ranks.push_back(r);
+    by_node[info.node].slots.push_back(slot);
+  }
+  // every rank's buddy, on another node where one exists
+  const int32_t shift = checkpoint::replica_shift(node_of);
+  st.replica_to.assign(static_cast<size_t>(st.world), 0);
+  st.replica_from.assign(static_cast<size_t>(st.world), 0);
+  for (int32_t r = 0; r < st.world; r++) {
+    st.replica_to[static_cast<size_t>(r)] = (r + shift) % st.world;
+    st.replica_from[static_cast<size_t>(r)] = (r - shift + st.world) % st.world;
   }
   st.ph = phase::starting;
+  st.memory_restore = false;
   for (auto& [node, s] : by_node) {
     std::string list;
     for (int32_t r : s.ranks) list += (list.empty() ? "" : ", ") + std::to_string(r);
-    st.cfg.log->info("g{}: node '{}' runs rank(s) {}", st.generation, node_name(st, node), list);
+    std::string kept;
+    for (int32_t r : s.adopt_ranks) kept += (kept.empty() ? "" : ", ") + std::to_string(r);
+    st.cfg.log->info("g{}: node '{}' runs rank(s) {}{}{}", st.generation, node_name(st, node),
+                     list.empty() ? "" : "new: ", list,
+                     kept.empty() ? "" : fmt::format("{}carried on: {}", list.empty() ? "" : "; ", kept));
     s.generation = st.generation;
     s.world = st.world;
     self->send(st.nodes[static_cast<size_t>(node)].agent, s);
+  }
+  for (int32_t r = 0; r < st.world; r++) {
+    const rank_info& info = st.ranks[static_cast<size_t>(r)];
+    if (!info.worker) continue;
+    self->send(info.worker, msg::join_world{st.generation, r, st.world,
+                                            st.replica_to[static_cast<size_t>(r)],
+                                            st.replica_from[static_cast<size_t>(r)]});
+  }
+  for (size_t i = 0; i < waiting.size(); i++) {  // a smaller world: the others leave
+    if (!placed[i]) self->send(waiting[i].worker, msg::join_world{st.generation, -1, st.world, 0, 0});
   }
 }
 

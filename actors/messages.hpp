@@ -53,6 +53,8 @@ struct start_workers {
   int32_t world = 0;
   std::vector<int32_t> ranks;  // the ranks this node runs in this generation
   std::vector<int32_t> slots;  // the slot of each (0 .. --slots - 1)
+  std::vector<int32_t> adopt_pids;   // workers of an earlier world that carry on here
+  std::vector<int32_t> adopt_ranks;  // as these ranks
 };
 
 struct worker_exited {
@@ -89,6 +91,50 @@ struct worker_setup {
   caf::actor catalog;         // the committer of this run
   caf::actor store;           // rendezvous of the generation's communicator
   int64_t first_generation = 0;  // of this coordinator start (faults name worlds from it)
+  int32_t replica_to = 0;     // the rank that keeps this rank's in-memory copy
+  int32_t replica_from = 0;   // the rank whose copy this rank keeps
+};
+
+// --- the warm restart: survivors of a world carry on in the next one ----------------------
+
+// The coordinator ends the worker's world: it aborts its communicator and stops its step
+// loop, keeps its state and in-memory copies, and answers with rank_fenced; or, when
+// `leave`, exits (its node was lost).
+struct fence {
+  int64_t generation = 0;     // the next one
+  bool leave = false;
+};
+
+// An in-memory copy a worker holds (checkpoint::held_range; the rank is filled in by the
+// coordinator for the next world).
+struct wire_held {
+  int32_t rank = 0;
+  int32_t which = 0;
+  int64_t step = -1;
+  int64_t range_begin = 0;
+  int64_t range_end = 0;
+};
+
+struct rank_fenced {
+  int64_t generation = 0;
+  int32_t pid = 0;
+  std::vector<wire_held> held;
+};
+
+// A survivor's place in the next world (fresh workers get it in worker_setup).
+struct join_world {
+  int64_t generation = 0;
+  int32_t rank = 0;
+  int32_t world = 0;
+  int32_t replica_to = 0;
+  int32_t replica_from = 0;
+};
+
+// Every rank of the world restores the state after `step` from the in-memory copies `held`.
+struct restore_memory {
+  int64_t generation = 0;
+  int64_t step = 0;
+  std::vector<wire_held> held;
 };
 
 // A rank connected its communicator and built its session.
@@ -226,6 +272,7 @@ struct fault {
   int32_t rank = -1;          // -1: the whole node
   int32_t node_id = -1;
   std::string reason;         // names the node, the rank and the signal or the silence
+  int32_t pid = 0;            // the worker's, when a worker exited
 };
 
 // --- coordinator -> catalog actor (in the coordinator process) ----------------------------
@@ -272,6 +319,12 @@ struct run_event {
 // all of them have been reaped.
 struct end_generation {
   int64_t generation = 0;
+  std::vector<int32_t> keep_pids;  // survivors: they stay, as workers of generation + 1
+};
+
+// The newest committed checkpoint's step (-1: none); answered with an int64_t.
+struct newest_step {
+  int32_t unused = 0;
 };
 struct catalog_counts {
   int64_t committed = 0;
@@ -313,7 +366,8 @@ typename F::result_type inspect(F& f, node_heartbeat& x) {
 }
 template <class F>
 typename F::result_type inspect(F& f, start_workers& x) {
-  return f(caf::meta::type_name("start_workers"), x.generation, x.world, x.ranks, x.slots);
+  return f(caf::meta::type_name("start_workers"), x.generation, x.world, x.ranks, x.slots,
+           x.adopt_pids, x.adopt_ranks);
 }
 template <class F>
 typename F::result_type inspect(F& f, worker_exited& x) {
@@ -332,7 +386,33 @@ typename F::result_type inspect(F& f, worker_hello& x) {
 template <class F>
 typename F::result_type inspect(F& f, worker_setup& x) {
   return f(caf::meta::type_name("worker_setup"), x.generation, x.world, x.run_id, x.spec_toml,
-           x.state_dir, x.checkpoint_root, x.catalog, x.store, x.first_generation);
+           x.state_dir, x.checkpoint_root, x.catalog, x.store, x.first_generation, x.replica_to,
+           x.replica_from);
+}
+template <class F>
+typename F::result_type inspect(F& f, fence& x) {
+  return f(caf::meta::type_name("fence"), x.generation, x.leave);
+}
+template <class F>
+typename F::result_type inspect(F& f, wire_held& x) {
+  return f(caf::meta::type_name("wire_held"), x.rank, x.which, x.step, x.range_begin, x.range_end);
+}
+template <class F>
+typename F::result_type inspect(F& f, rank_fenced& x) {
+  return f(caf::meta::type_name("rank_fenced"), x.generation, x.pid, x.held);
+}
+template <class F>
+typename F::result_type inspect(F& f, join_world& x) {
+  return f(caf::meta::type_name("join_world"), x.generation, x.rank, x.world, x.replica_to,
+           x.replica_from);
+}
+template <class F>
+typename F::result_type inspect(F& f, restore_memory& x) {
+  return f(caf::meta::type_name("restore_memory"), x.generation, x.step, x.held);
+}
+template <class F>
+typename F::result_type inspect(F& f, newest_step& x) {
+  return f(caf::meta::type_name("newest_step"), x.unused);
 }
 template <class F>
 typename F::result_type inspect(F& f, worker_ready& x) {
@@ -407,7 +487,7 @@ typename F::result_type inspect(F& f, watch_node& x) {
 }
 template <class F>
 typename F::result_type inspect(F& f, fault& x) {
-  return f(caf::meta::type_name("fault"), x.generation, x.rank, x.node_id, x.reason);
+  return f(caf::meta::type_name("fault"), x.generation, x.rank, x.node_id, x.reason, x.pid);
 }
 template <class F>
 typename F::result_type inspect(F& f, restore_pick& x) {
@@ -436,7 +516,7 @@ typename F::result_type inspect(F& f, run_event& x) {
 }
 template <class F>
 typename F::result_type inspect(F& f, end_generation& x) {
-  return f(caf::meta::type_name("end_generation"), x.generation);
+  return f(caf::meta::type_name("end_generation"), x.generation, x.keep_pids);
 }
 template <class F>
 typename F::result_type inspect(F& f, catalog_counts& x) {
@@ -492,4 +572,10 @@ CAF_BEGIN_TYPE_ID_BLOCK(lz, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(lz, (std::vector<char>))
   CAF_ADD_TYPE_ID(lz, (lz::msg::run_event))
   CAF_ADD_TYPE_ID(lz, (lz::msg::end_generation))
+  CAF_ADD_TYPE_ID(lz, (lz::msg::fence))
+  CAF_ADD_TYPE_ID(lz, (lz::msg::wire_held))
+  CAF_ADD_TYPE_ID(lz, (lz::msg::rank_fenced))
+  CAF_ADD_TYPE_ID(lz, (lz::msg::join_world))
+  CAF_ADD_TYPE_ID(lz, (lz::msg::restore_memory))
+  CAF_ADD_TYPE_ID(lz, (lz::msg::newest_step))
 CAF_END_TYPE_ID_BLOCK(lz)

@@ -57,11 +57,16 @@ int64_t unix_ms() {
              std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// SIGKILL to every worker of generation `up_to` or older; returns how many.
-int kill_children(node_state& st, int64_t up_to = INT64_MAX) {
+// SIGKILL to every worker of generation `up_to` or older but those in `keep`, which become
+// workers of generation up_to + 1; returns how many were killed.
+int kill_children(node_state& st, int64_t up_to = INT64_MAX, const std::vector<int32_t>& keep = {}) {
   int killed = 0;
-  for (const auto& [pid, c] : st.children) {
+  for (auto& [pid, c] : st.children) {
     if (c.generation > up_to) continue;
+    if (std::find(keep.begin(), keep.end(), static_cast<int32_t>(pid)) != keep.end()) {
+      c.generation = up_to + 1;
+      continue;
+    }
     ::kill(pid, SIGKILL);
     killed++;
   }
@@ -138,6 +143,14 @@ caf::behavior node_supervisor(caf::event_based_actor* self, std::shared_ptr<node
           });
   return {
       [self, st](const msg::start_workers& s) {
+        for (size_t i = 0; i < s.adopt_pids.size() && i < s.adopt_ranks.size(); i++) {
+          const auto it = st->children.find(s.adopt_pids[i]);
+          if (it == st->children.end()) continue;  // it ended meanwhile (its exit is reported)
+          st->log->info("g{}: pid {} (rank {} of generation {}) carries on as rank {}",
+                        s.generation, it->first, it->second.rank, it->second.generation,
+                        s.adopt_ranks[i]);
+          it->second = {s.adopt_ranks[i], s.generation};
+        }
         for (size_t i = 0; i < s.ranks.size(); i++) {
           const int32_t rank = s.ranks[i];
           const int32_t slot = i < s.slots.size() ? s.slots[i] : static_cast<int32_t>(i);
@@ -182,9 +195,10 @@ caf::behavior node_supervisor(caf::event_based_actor* self, std::shared_ptr<node
         end_if_idle(self, *st);
       },
       [self, st](const msg::end_generation& e) -> caf::result<bool> {
-        const int killed = kill_children(*st, e.generation);
-        st->log->info("g{}: the world of generation {} is fenced: {} worker(s) of it ended",
-                      e.generation + 1, e.generation, killed);
+        const int killed = kill_children(*st, e.generation, e.keep_pids);
+        st->log->info("g{}: the world of generation {} is fenced: {} worker(s) of it ended, "
+                      "the survivors of the coordinator's list stay", e.generation + 1,
+                      e.generation, killed);
         auto promise = self->make_response_promise<bool>();
         st->ending_generations.emplace_back(e.generation, promise);
         answer_ended_generations(*st);

@@ -2,6 +2,7 @@
 #include "actors/rank_session.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 #include "actors/model_descriptor.hpp"
 #include "checkpoint/fault_hook.hpp"
@@ -115,6 +116,95 @@ bool rank_session::any_rank_stops(bool mine) {
   votes[static_cast<size_t>(comm_.rank())] = mine ? 1.0 : 0.0;
   comm_.all_gather_v(votes.data(), std::vector<int64_t>(votes.size(), 1));
   return std::any_of(votes.begin(), votes.end(), [](double v) { return v != 0.0; });
+}
+
+void rank_session::keep_copy(checkpoint::memory_snapshot& snap, int64_t steps_done,
+                             int replica_to, int replica_from) {
+  const int64_t P = model_->num_params();
+  checkpoint::held_copy& own = snap.own_next;
+  own.resize({owned_.begin, owned_.end});
+  std::copy_n(model_->params() + owned_.begin, owned_.size(), own.params.data());
+  std::copy_n(optimizer_->m(), owned_.size(), own.adam_m.data());
+  std::copy_n(optimizer_->v(), owned_.size(), own.adam_v.data());
+  own.step = steps_done;
+  checkpoint::held_copy& replica = snap.replica_next;
+  replica.step = -1;
+  if (replica_to != rank()) {
+    const engine::owned_range theirs = engine::owner_range(P, world_size(), replica_from);
+    replica.resize({theirs.begin, theirs.end});
+    using transfer = engine::communicator::transfer;
+    const auto bytes = [](const checkpoint::held_copy& c) {
+      return static_cast<int64_t>(c.range.size() * static_cast<int64_t>(sizeof(float)));
+    };
+    std::vector<transfer> sends, recvs;
+    std::vector<float>* mine[] = {&own.params, &own.adam_m, &own.adam_v};
+    std::vector<float>* in[] = {&replica.params, &replica.adam_m, &replica.adam_v};
+    for (uint32_t t = 0; t < 3; t++) {
+      sends.push_back({.peer = replica_to, .tag = t, .data = mine[t]->data(), .bytes = bytes(own)});
+      recvs.push_back({.peer = replica_from, .tag = t, .data = in[t]->data(), .bytes = bytes(replica)});
+    }
+    comm_.exchange(sends, recvs);
+    replica.step = steps_done;
+  }
+  // both complete: they replace the copies kept so far
+  std::swap(snap.own, snap.own_next);
+  std::swap(snap.replica, snap.replica_next);
+}
+
+void rank_session::restore_from_memory(const checkpoint::memory_snapshot& snap, int64_t step,
+                                       const std::vector<checkpoint::held_range>& held) {
+  const int64_t P = model_->num_params();
+  const int W = world_size(), me = rank();
+  std::vector<std::vector<checkpoint::flat_range>> all(static_cast<size_t>(W), {{0, P}}), moments;
+  for (int r = 0; r < W; r++) {
+    const engine::owned_range o = engine::owner_range(P, W, r);
+    moments.push_back({{o.begin, o.end}});
+  }
+  const auto params_plan = checkpoint::plan_memory_restore(held, all);
+  const auto moments_plan = checkpoint::plan_memory_restore(held, moments);
+  // The copy held[i] of this rank.
+  const auto mine = [&](size_t i) -> const checkpoint::held_copy& {
+    const checkpoint::held_copy& c = held[i].which == 0 ? snap.own : snap.replica;
+    LZ_CHECK(c.step == step && c.range == held[i].range,
+             "rank {} holds a copy of step {} over [{}, {}), the restore expects step {} over "
+             "[{}, {})", me, c.step, c.range.begin, c.range.end, step, held[i].range.begin,
+             held[i].range.end);
+    return c;
+  };
+  using transfer = engine::communicator::transfer;
+  std::vector<transfer> sends, recvs;
+  // tensor t of piece p: params (t 0) into the whole vector, the moments (t 1, 2) into the
+  // range this rank owns
+  const auto move = [&](const checkpoint::memory_piece& p, uint32_t tag, int t) {
+    const checkpoint::held_range& from = held[p.copy];
+    const int64_t n = p.range.size();
+    if (from.rank == me) {
+      const checkpoint::held_copy& c = mine(p.copy);
+      const std::vector<float>& src = t == 0 ? c.params : t == 1 ? c.adam_m : c.adam_v;
+      float* data = const_cast<float*>(src.data()) + (p.range.begin - c.range.begin);
+      if (p.to != me) {
+        sends.push_back({.peer = p.to, .tag = tag, .data = data, .bytes = n * 4});
+        return;
+      }
+    }
+    if (p.to != me) return;
+    float* out = t == 0 ? model_->params() + p.range.begin
+                        : (t == 1 ? optimizer_->m() : optimizer_->v()) + (p.range.begin - owned_.begin);
+    if (from.rank == me) {
+      const checkpoint::held_copy& c = mine(p.copy);
+      const std::vector<float>& src = t == 0 ? c.params : t == 1 ? c.adam_m : c.adam_v;
+      std::copy_n(src.data() + (p.range.begin - c.range.begin), n, out);
+    } else {
+      recvs.push_back({.peer = from.rank, .tag = tag, .data = out, .bytes = n * 4});
+    }
+  };
+  uint32_t tag = 0;
+  for (const auto& p : params_plan) move(p, tag++, 0);
+  for (const auto& p : moments_plan) {
+    move(p, tag++, 1);
+    move(p, tag++, 2);
+  }
+  comm_.exchange(sends, recvs);
 }
 
 void rank_session::attach_checkpointer(checkpoint::commit_protocol& committer,

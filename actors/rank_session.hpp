@@ -18,6 +18,7 @@
 #include <spdlog/logger.h>
 
 #include "checkpoint/checkpointer.hpp"
+#include "checkpoint/memory_snapshot.hpp"
 #include "checkpoint/restore.hpp"
 #include "config/run_spec.hpp"
 #include "engine/communicator.hpp"
@@ -68,6 +69,17 @@ public:
   // Asks this rank to stop at the next step boundary; callable from any thread.
   void request_stop() { stop_requested_ = true; }
   bool stop_requested() const { return stop_requested_; }
+
+  // In-memory restore points (checkpoint/memory_snapshot.hpp). keep_copy() copies this
+  // rank's part of the state after `steps_done` steps into `snap` and swaps it with the copy
+  // `replica_to` keeps of it, receiving the one of `replica_from` (every rank of the world
+  // together; the bytes go over the communicator). restore_from_memory() gives every rank
+  // of the world the state after `step` from the copies `held` (all of that step) that the
+  // ranks keep in their snapshots; the copies stay as they are.
+  void keep_copy(checkpoint::memory_snapshot& snap, int64_t steps_done, int replica_to,
+                 int replica_from);
+  void restore_from_memory(const checkpoint::memory_snapshot& snap, int64_t step,
+                           const std::vector<checkpoint::held_range>& held);
 
   // Checkpoints: this rank's shards go through `committer` into its root dir.
   void attach_checkpointer(checkpoint::commit_protocol& committer,

@@ -75,7 +75,7 @@ caf::behavior supervisor(caf::event_based_actor* self, caf::actor coordinator,
         self->send(st->coordinator,
                    msg::fault{e.generation, e.rank, e.node_id,
                               fmt::format("rank {} on node '{}' (pid {}) {}", e.rank, node, e.pid,
-                                          *fault)});
+                                          *fault), e.pid});
       },
       [st](const msg::end_run&) { st->quiet = true; },
       [self, st, report](check_atom) {

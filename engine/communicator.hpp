@@ -52,6 +52,18 @@ public:
 
   virtual void barrier() = 0;
 
+  // Point-to-point transfers, every rank of the world together (each with its own lists,
+  // possibly empty): every `recvs` entry receives the bytes of the one `sends` entry on its
+  // peer that names this rank and the same tag. Bulk bytes such as peer replicas travel
+  // here, never as control messages. Tags are the caller's and must be unique per pair.
+  struct transfer {
+    int peer = 0;
+    uint32_t tag = 0;
+    void* data = nullptr;     // read when sending, written when receiving
+    int64_t bytes = 0;
+  };
+  virtual void exchange(const std::vector<transfer>& sends, const std::vector<transfer>& recvs) = 0;
+
   // Makes every pending and later collective on every rank of this generation fail at once
   // (a fenced world). Callable from any thread.
   virtual void abort() = 0;

@@ -13,6 +13,7 @@
 #include <gloo/rendezvous/context.h>
 #include <gloo/rendezvous/store.h>
 #include <gloo/transport/tcp/device.h>
+#include <gloo/transport/unbound_buffer.h>
 
 namespace lz::engine {
 
@@ -95,6 +96,29 @@ public:
     });
   }
 
+  void exchange(const std::vector<transfer>& sends, const std::vector<transfer>& recvs) override {
+    guard("exchange", [&] {
+      // Every receive is posted before any send, so no order of the peers can deadlock.
+      std::vector<std::unique_ptr<gloo::transport::UnboundBuffer>> in, out;
+      for (const transfer& t : recvs) {
+        if (t.bytes == 0) continue;
+        in.push_back(context_->createUnboundBuffer(t.data, static_cast<size_t>(t.bytes)));
+        in.back()->recv(t.peer, slot_of(t.tag));
+      }
+      for (const transfer& t : sends) {
+        if (t.bytes == 0) continue;
+        out.push_back(context_->createUnboundBuffer(t.data, static_cast<size_t>(t.bytes)));
+        out.back()->send(t.peer, slot_of(t.tag));
+      }
+      for (auto& b : in) {
+        if (!b->waitRecv(timeout_)) LZ_THROW(comm_error, "a receive timed out after {} ms", timeout_.count());
+      }
+      for (auto& b : out) {
+        if (!b->waitSend(timeout_)) LZ_THROW(comm_error, "a send timed out after {} ms", timeout_.count());
+      }
+    });
+  }
+
   void abort() override {
     errored_ = true;
     context_->closeConnections();  // a waiting collective fails on every rank
@@ -120,6 +144,9 @@ private:
   }
 
   uint32_t next_tag() { return tag_++; }
+  // Point-to-point slots live above every collective's (Gloo's collectives put a prefix of
+  // their own in the top byte of the slot; none uses 0x7f).
+  static uint64_t slot_of(uint32_t tag) { return (uint64_t{0x7f} << 56) | tag; }
 
   template <class F>
   void guard(const char* op, F&& f) {

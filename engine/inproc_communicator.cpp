@@ -150,6 +150,24 @@ public:
 
   void barrier() override { s_->exchange(rank_, "barrier", {}, [] {}, {}); }
 
+  void exchange(const std::vector<transfer>& sends, const std::vector<transfer>& recvs) override {
+    s_->exchange(rank_, "exchange", {&sends, nullptr}, [&] {
+      for (const transfer& in : recvs) {
+        if (in.bytes == 0) continue;
+        LZ_CHECK(in.peer >= 0 && in.peer < s_->world, "exchange: peer {} of {}", in.peer, s_->world);
+        const auto& theirs = *static_cast<const std::vector<transfer>*>(
+            s_->posts[static_cast<size_t>(in.peer)].data);
+        const auto out = std::find_if(theirs.begin(), theirs.end(), [&](const transfer& t) {
+          return t.peer == rank_ && t.tag == in.tag;
+        });
+        LZ_CHECK(out != theirs.end() && out->bytes == in.bytes,
+                 "exchange: rank {} expects {} bytes with tag {} from rank {}, which sends {}",
+                 rank_, in.bytes, in.tag, in.peer, out == theirs.end() ? int64_t{-1} : out->bytes);
+        std::memcpy(in.data, out->data, static_cast<size_t>(in.bytes));
+      }
+    }, {});
+  }
+
   void abort() override {
     std::unique_lock lock(s_->mutex);
     if (!s_->aborted) {

@@ -35,6 +35,9 @@ public:
   void barrier() override {
     timed([&] { inner_->barrier(); });
   }
+  void exchange(const std::vector<transfer>& sends, const std::vector<transfer>& recvs) override {
+    timed([&] { inner_->exchange(sends, recvs); });
+  }
   void abort() override { inner_->abort(); }
   bool errored() const override { return inner_->errored(); }
 

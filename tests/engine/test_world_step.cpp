@@ -255,6 +255,34 @@ TEST(gloo_communicator, collectives_match_the_in_process_ones) {
   }
 }
 
+// Each rank sends rank + 1 (mod 3) a block whose size depends on the sender, and rank 0
+// also sends rank 2 a second block under another tag; empty transfers are allowed.
+TEST(communicator, exchange_moves_each_tagged_block_to_its_peer) {
+  for (transport kind : {transport::inproc, transport::gloo}) {
+    on_threads(3, [&](int rank, communicator& c) {
+      const auto block = [](int from, int64_t n) {
+        std::vector<float> v(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; i++) v[static_cast<size_t>(i)] = static_cast<float>(from * 1000 + i);
+        return v;
+      };
+      const int next = (rank + 1) % 3, prev = (rank + 2) % 3;
+      std::vector<float> out = block(rank, 100 + rank), extra = block(7, 5), none;
+      std::vector<float> in(static_cast<size_t>(100 + prev), -1.0f), in_extra(5, -1.0f);
+      using t = communicator::transfer;
+      std::vector<t> sends{{.peer = next, .tag = 1, .data = out.data(), .bytes = static_cast<int64_t>(out.size() * 4)}};
+      std::vector<t> recvs{{.peer = prev, .tag = 1, .data = in.data(), .bytes = static_cast<int64_t>(in.size() * 4)}};
+      if (rank == 0) sends.push_back({.peer = 2, .tag = 2, .data = extra.data(), .bytes = 20});
+      if (rank == 2) recvs.push_back({.peer = 0, .tag = 2, .data = in_extra.data(), .bytes = 20});
+      sends.push_back({.peer = next, .tag = 3, .data = none.data(), .bytes = 0});
+      recvs.push_back({.peer = prev, .tag = 3, .data = none.data(), .bytes = 0});
+      c.exchange(sends, recvs);
+      EXPECT_EQ(in, block(prev, 100 + prev)) << c.name();
+      if (rank == 2) EXPECT_EQ(in_extra, block(7, 5)) << c.name();
+      c.exchange({}, {});  // a rank with nothing to move still takes part
+    }, std::chrono::seconds(30), kind);
+  }
+}
+
 TEST(gloo_communicator, a_peer_that_leaves_fails_the_collective_at_once) {
   std::string error;
   on_threads(2, [&](int rank, communicator& c) {
