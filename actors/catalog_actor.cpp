@@ -171,6 +171,13 @@ caf::behavior catalog_actor(caf::event_based_actor* self, catalog_actor_config c
         st->waiting.push_back({r, promise});
         return promise;
       },
+      [st](const msg::end_generation& e) {  // fenced: its saves that wait will not be made
+        std::erase_if(st->waiting, [&](waiting_begin& w) {
+          if (w.request.generation > e.generation) return false;
+          w.promise.deliver(false);
+          return true;
+        });
+      },
       [st](const msg::shard_done& d) {
         if (!expected_report(*st, d.generation, d.step, "durable shard")) return;
         st->committer->shard_durable(d.step, from_wire(d.shard));

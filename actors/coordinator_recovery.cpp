@@ -141,13 +141,21 @@ void end_fence_if_answered(caf::event_based_actor* self, const state_ptr& sp) {
 void fence_and_restart(caf::event_based_actor* self, const std::shared_ptr<coord_state>& sp,
                        std::chrono::milliseconds delay, bool warm, int32_t culprit_pid) {
   coord_state& st = *sp;
+  self->send(st.cfg.catalog, msg::end_generation{st.generation, {}});  // its waiting saves
   st.generation++;
   st.end.generations = st.generation - st.cfg.first_generation + 1;
   st.ph = phase::recovering;
   st.steps.clear();
   std::vector<survivor> next;
   const auto consider = [&](survivor s) {
-    if (!s.worker || s.pid == 0 || s.pid == culprit_pid) return;
+    if (!s.worker || s.pid == 0) return;
+    if (s.pid == culprit_pid) {  // it goes at once, by its own hand or its node agent's
+      self->send(s.worker, msg::fence{st.generation, true});
+      if (st.nodes[static_cast<size_t>(s.node)].live()) {
+        self->send(st.nodes[static_cast<size_t>(s.node)].agent, msg::kill_workers{{s.pid}});
+      }
+      return;
+    }
     if (!st.nodes[static_cast<size_t>(s.node)].live()) {
       // its node agent cannot end it: the worker is told to leave
       self->send(s.worker, msg::fence{st.generation, true});
@@ -193,6 +201,7 @@ void fence_timed_out(caf::event_based_actor* self, const state_ptr& sp, int64_t 
     if (s.fenced) continue;
     st.cfg.log->warn("g{}: the worker with pid {} on node '{}' did not answer the fence in "
                      "time: its node agent ends it", st.generation, s.pid, node_name(st, s.node));
+    self->send(st.nodes[static_cast<size_t>(s.node)].agent, msg::kill_workers{{s.pid}});
   }
   std::erase_if(st.survivors, [](const survivor& s) { return !s.fenced; });
   end_old_world(self, sp);

@@ -322,6 +322,12 @@ struct end_generation {
   std::vector<int32_t> keep_pids;  // survivors: they stay, as workers of generation + 1
 };
 
+// SIGKILL to these workers of a node agent (a hung culprit, a survivor that did not answer
+// its fence): their peers' collectives then fail at once.
+struct kill_workers {
+  std::vector<int32_t> pids;
+};
+
 // The newest committed checkpoint's step (-1: none); answered with an int64_t.
 struct newest_step {
   int32_t unused = 0;
@@ -409,6 +415,10 @@ typename F::result_type inspect(F& f, join_world& x) {
 template <class F>
 typename F::result_type inspect(F& f, restore_memory& x) {
   return f(caf::meta::type_name("restore_memory"), x.generation, x.step, x.held);
+}
+template <class F>
+typename F::result_type inspect(F& f, kill_workers& x) {
+  return f(caf::meta::type_name("kill_workers"), x.pids);
 }
 template <class F>
 typename F::result_type inspect(F& f, newest_step& x) {
@@ -578,4 +588,5 @@ CAF_BEGIN_TYPE_ID_BLOCK(lz, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(lz, (lz::msg::join_world))
   CAF_ADD_TYPE_ID(lz, (lz::msg::restore_memory))
   CAF_ADD_TYPE_ID(lz, (lz::msg::newest_step))
+  CAF_ADD_TYPE_ID(lz, (lz::msg::kill_workers))
 CAF_END_TYPE_ID_BLOCK(lz)

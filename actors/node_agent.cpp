@@ -204,6 +204,15 @@ caf::behavior node_supervisor(caf::event_based_actor* self, std::shared_ptr<node
         answer_ended_generations(*st);
         return promise;
       },
+      [st](const msg::kill_workers& k) {
+        for (const int32_t pid : k.pids) {
+          const auto it = st->children.find(pid);
+          if (it == st->children.end()) continue;
+          st->log->warn("g{}: killing rank {} (pid {}) as the coordinator asks", it->second.generation,
+                        it->second.rank, pid);
+          ::kill(pid, SIGKILL);
+        }
+      },
       [self, st](const msg::end_run& e) {
         st->log->info("the coordinator ends the run: {}", e.reason);
         st->ending = true;

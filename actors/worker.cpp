@@ -168,10 +168,16 @@ caf::behavior rank_worker(caf::event_based_actor* self, std::shared_ptr<worker_s
                      sh->generation.load());
           return;
         }
+        if (f.leave) {  // fenced out: this process goes now, whatever its step thread does,
+          // so that its peers' collectives fail at once
+          log->warn("g{}: the coordinator fences this worker out: exiting", f.generation);
+          log->flush();
+          ::_exit(0);
+        }
         sh->generation = f.generation;
         sh->rank = -1;
         sh->abort_comm();
-        sh->inbox.push(fenced{f.generation, f.leave});
+        sh->inbox.push(fenced{f.generation, false});
       },
       [self, sh, coordinator](pulse_atom, int64_t interval_ms) {  // rank heartbeats
         if (const int32_t rank = sh->rank; rank >= 0) {
@@ -456,6 +462,7 @@ int run_worker(const worker_options& options) {
             held.push_back({h.rank, h.which, h.step, {h.range_begin, h.range_end}});
           }
           const auto t0 = clock_type::now();
+          checkpoint::fault_point("worker.restore", m->step, place.rank);
           session.restore_from_memory(snap, m->step, held);
           restored = true;
           log->info("g{}: restored step {} from the ranks' memory in {:.0f} ms", place.generation,

@@ -209,9 +209,9 @@ INSTANTIATE_TEST_SUITE_P(
         // timeout fences the world, killing both
         chaos_case{"stopped_worker", "train.after_step@7#1:stop", "",
                    "(the hang timeout): rank 1 on node 'node0'", 1, 2},
-        // rank 1 dies at step 7, then rank 0 of the next world one step after it recovered
-        // (synchronous saves: checkpoint 5 is committed before step 6 begins)
-        chaos_case{"two_faults", "train.after_step@7#1,train.after_step@6#0%1",
+        // rank 1 dies at step 7, then rank 0 of the next world (the survivor) two steps
+        // after it recovered from memory; the new rank 1 then holds both copies
+        chaos_case{"two_faults", "train.after_step@7#1,train.after_step@9#0%1",
                    "--set checkpoint.async=false",
                    "rank 0 on node 'node0'", 2, 3},
         // rank 1 dies at step 7, then rank 0 of the next world while it restores
@@ -240,13 +240,13 @@ TEST(fault_tolerance, a_recovered_run_killed_later_resumes_in_a_later_generation
 }
 
 // Rank 1's worker dies in slot 1 of the node three times in a row (the second and third
-// time before a step finishes): with respawn_retries = 2 the slot is quarantined, no
+// time in step 4, the first after the step 3 that the worlds restore from memory): with respawn_retries = 2 the slot is quarantined, no
 // replacement comes, and the run ends on one rank in the slot that works.
 TEST(fault_tolerance, a_slot_that_keeps_failing_is_quarantined_and_the_world_does_without_it) {
   const std::string dir = lz::test::test_dir("ft-quarantine");
   const auto r = run_lazarus(
       args(dir, 2, "--set fault_tolerance.respawn_retries=2"), dir,
-      "LAZARUS_FAULT=train.after_step@3#1,train.before_update@1#1%1,train.before_update@1#1%2");
+      "LAZARUS_FAULT=train.after_step@3#1,train.before_update@4#1%1,train.before_update@4#1%2");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("slot 1 of node 'node0' is quarantined after 3 fault(s) in a row"),
             std::string::npos) << r.output;
@@ -291,7 +291,10 @@ TEST(fault_tolerance, a_frozen_node_agent_is_lost_after_the_heartbeat_timeout_an
   ::kill(node1, SIGCONT);
   ASSERT_TRUE(shrunk) << run.output();
   ASSERT_EQ(run.wait(180s), 0) << run.output();
-  EXPECT_NE(run.output().find("node 'node1' was lost"), std::string::npos) << run.output();
+  // lost by its connection's timeout or its missed heartbeats, whichever comes first
+  EXPECT_TRUE(run.output().find("node 'node1' was lost") != std::string::npos ||
+              run.output().find("node 'node1' sent no heartbeat") != std::string::npos)
+      << run.output();
   EXPECT_TRUE(lz::test::wait_gone({node1}, 30s).empty()) << "the thawed agent ends";
   expect_reference_result(dir, 80);
 }

@@ -277,7 +277,9 @@ TEST(communicator, exchange_moves_each_tagged_block_to_its_peer) {
       recvs.push_back({.peer = prev, .tag = 3, .data = none.data(), .bytes = 0});
       c.exchange(sends, recvs);
       EXPECT_EQ(in, block(prev, 100 + prev)) << c.name();
-      if (rank == 2) EXPECT_EQ(in_extra, block(7, 5)) << c.name();
+      if (rank == 2) {
+        EXPECT_EQ(in_extra, block(7, 5)) << c.name();
+      }
       c.exchange({}, {});  // a rank with nothing to move still takes part
     }, std::chrono::seconds(30), kind);
   }
@@ -321,6 +323,30 @@ TEST(gloo_communicator, a_hung_peer_fails_the_collective_after_the_timeout) {
     failed.set_value();
   }, std::chrono::milliseconds(400), transport::gloo);
   EXPECT_NE(error.find("g7 rank 0 of 2: barrier failed"), std::string::npos) << error;
+}
+
+// A fence: rank 1 waits in a collective; rank 0, fenced instead, aborts its communicator,
+// and rank 1's collective fails long before the timeout. (Gloo's abort closes the rank's
+// connections, which its peers see at once; a collective waiting in the aborting rank
+// itself is not woken: it waits for a peer to close or for its timeout.)
+TEST(gloo_communicator, an_aborting_rank_fails_its_peers_collective_at_once) {
+  std::string error;
+  on_threads(2, [&](int rank, communicator& c) {
+    if (rank == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let the barrier start
+      c.abort();
+      return;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      c.barrier();
+    } catch (const comm_error& e) {
+      error = e.what();
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10))
+        << "the peer's abort did not end the wait";
+  }, std::chrono::seconds(20), transport::gloo);
+  EXPECT_NE(error.find("barrier failed"), std::string::npos) << error;
 }
 
 TEST_F(world_step, more_ranks_than_slots_still_train_the_same_weights) {
