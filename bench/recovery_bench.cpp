@@ -1,10 +1,11 @@
 // recovery_bench: what a fault costs a run on this machine.
 //
-//   recovery_bench [--json] [--data DIR] [--faults N] [--lazarus PATH]
+//   recovery_bench [--json] [--data DIR] [--faults N] [--replica-every N] [--lazarus PATH]
 //
 // A coordinator and two node agents of one slot each (started here, as a cluster starts
 // them) train the embedded default's model at 2 ranks of one thread, a checkpoint every 5
-// steps. The benchmark strikes N times (default 10) per kind, each once the world has
+// steps, in-memory copies every --replica-every steps (default 1; 0: every recovery reads
+// the newest checkpoint). The benchmark strikes N times (default 10) per kind, each once the world has
 // finished 7 steps since the last recovery (so that the hang timeout has its history):
 //
 //   worker kill   SIGKILL to the worker of rank 1
@@ -15,7 +16,9 @@
 // Figures per kind: the time from the strike to the first finished step of the next world
 // (metrics.jsonl's unix_ms against this process's clock), median and max; for hangs also
 // the time to the detection (the coordinator's "recovering" line) against the limit 2 x p99
-// step time + 1 s (step time as the coordinator sees it: between finished steps); the steps trained again per fault (the coordinator's "recovered" line).
+// step time + 1 s (step time as the coordinator sees it: between finished steps); the steps
+// trained again per fault and how many recoveries restored from memory (the coordinator's
+// "recovered" line).
 // The baseline measured in the same run is the median step time of the steps between
 // faults: recovery time is also stated in steps.
 // DIR holds the corpus shards (train_*.bin, val_*.bin: scripts/quickstart.sh makes them in
@@ -73,12 +76,14 @@ std::vector<step_line> steps_of(const std::string& metrics_path) {
 
 // The steps trained again that the first "recovered" line after offset `from` gives; -1
 // when there is none.
-double steps_trained_again(const std::string& log, size_t from) {
+// From the coordinator's "recovered in T ms from step S (SOURCE; N step(s) trained again)"
+// line: N, and whether SOURCE is memory.
+std::pair<double, bool> steps_trained_again(const std::string& log, size_t from) {
   const size_t at = log.find("recovered in ", from);
-  if (at == std::string::npos) return -1;
-  const size_t step = log.find("from checkpoint step ", at);
-  const size_t open = step == std::string::npos ? step : log.find(" (", step);
-  return open == std::string::npos ? -1 : std::atof(log.c_str() + open + 2);
+  if (at == std::string::npos) return {-1, false};
+  const size_t open = log.find(" (", at), semi = log.find("; ", at);
+  if (open == std::string::npos || semi == std::string::npos) return {-1, false};
+  return {std::atof(log.c_str() + semi + 2), log.compare(open + 2, 6, "memory") == 0};
 }
 
 struct cluster {
@@ -121,12 +126,25 @@ struct cluster {
       const size_t pid_at = nodes[i].text.find("(pid ", at);
       return {static_cast<pid_t>(std::atol(nodes[i].text.c_str() + pid_at + 5)), i};
     }
+    // a survivor of the last world: "gG: pid P (rank R of generation H) carries on as rank N"
+    const std::string carried = fmt::format(") carries on as rank {}\n", rank);
+    for (size_t i = 0; i < nodes.size(); i++) {
+      for (size_t at = nodes[i].text.rfind(carried); at != std::string::npos && at > 0;
+           at = nodes[i].text.rfind(carried, at - 1)) {
+        const size_t line = nodes[i].text.rfind('\n', at);
+        const std::string head = fmt::format("g{}: pid ", g);
+        const size_t h = nodes[i].text.find(head, line == std::string::npos ? 0 : line);
+        if (h == std::string::npos || h > at) continue;
+        return {static_cast<pid_t>(std::atol(nodes[i].text.c_str() + h + head.size())), i};
+      }
+    }
     die(fmt::format("no worker of rank {} in generation {}", rank, g), coordinator.text);
   }
 };
 
 struct fault_figures {
   std::vector<double> recover_ms, detect_ms, limit_ms, steps_lost, step_ms;
+  int from_memory = 0;
 };
 
 }  // namespace
@@ -134,6 +152,7 @@ struct fault_figures {
 int main(int argc, char** argv) {
   bool json = false;
   int faults = 10;
+  int replica_every = 1;
   std::string data = "data/kjv";
   std::string exe = (std::filesystem::path(argv[0]).parent_path().parent_path() / "lazarus").string();
   for (int i = 1; i < argc; i++) {
@@ -142,8 +161,9 @@ int main(int argc, char** argv) {
     else if (a == "--data" && i + 1 < argc) data = argv[++i];
     else if (a == "--faults" && i + 1 < argc) faults = std::max(1, std::atoi(argv[++i]));
     else if (a == "--lazarus" && i + 1 < argc) exe = argv[++i];
+    else if (a == "--replica-every" && i + 1 < argc) replica_every = std::max(0, std::atoi(argv[++i]));
     else {
-      std::fprintf(stderr, "usage: recovery_bench [--json] [--data DIR] [--faults N] [--lazarus PATH]\n");
+      std::fprintf(stderr, "usage: recovery_bench [--json] [--data DIR] [--faults N] [--replica-every N] [--lazarus PATH]\n");
       return 2;
     }
   }
@@ -161,7 +181,8 @@ int main(int argc, char** argv) {
         std::string("run.steps=1000000"), std::string("parallel.ranks=2"),
         std::string("parallel.nodes=2"), std::string("parallel.threads_per_rank=1"),
         std::string("run.val_every_steps=0"), std::string("run.sample_tokens=0"),
-        std::string("checkpoint.every_steps=5"), std::string("checkpoint.keep_last=2")}) {
+        std::string("checkpoint.every_steps=5"), std::string("checkpoint.keep_last=2"),
+        fmt::format("fault_tolerance.replica_every_steps={}", replica_every)}) {
     args.insert(args.end(), {"--set", kv});
   }
   c.coordinator = lz::bench::spawn_lazarus(exe, args, ready[1]);
@@ -213,7 +234,9 @@ int main(int argc, char** argv) {
       if (!c.coordinator.read_until(" step(s) trained again", std::chrono::seconds(30), log_from)) {
         die("no recovered line", c.coordinator.text);
       }
-      f.steps_lost.push_back(steps_trained_again(c.coordinator.text, log_from));
+      const auto [lost, memory] = steps_trained_again(c.coordinator.text, log_from);
+      f.steps_lost.push_back(lost);
+      f.from_memory += memory ? 1 : 0;
     }
   }
   ::kill(c.coordinator.pid, SIGINT);
@@ -222,10 +245,10 @@ int main(int argc, char** argv) {
   if (code != 128 + SIGINT) die(fmt::format("the coordinator exited {} after SIGINT", code), c.coordinator.text);
 
   const double step_ms = median(between_ms);
-  std::printf("recovery_bench: 2 ranks on 2 node agents, %d fault(s) per kind; median step %.1f ms\n\n",
-              faults, step_ms);
-  std::printf("%-12s %12s %12s %14s %12s %14s %12s\n", "fault", "median ms", "max ms",
-              "median steps", "steps lost", "detect ms", "limit ms");
+  std::printf("recovery_bench: 2 ranks on 2 node agents, %d fault(s) per kind, in-memory copies "
+              "every %d step(s); median step %.1f ms\n\n", faults, replica_every, step_ms);
+  std::printf("%-12s %12s %12s %14s %12s %14s %12s %8s\n", "fault", "median ms", "max ms",
+              "median steps", "steps lost", "detect ms", "limit ms", "memory");
   for (int kind = 0; kind < 3; kind++) {
     const fault_figures& f = figures[kind];
     const double med = median(f.recover_ms);
@@ -238,14 +261,15 @@ int main(int argc, char** argv) {
     lost /= static_cast<double>(f.steps_lost.size());
     const double detect = f.detect_ms.empty() ? -1 : median(f.detect_ms);
     const double limit = f.limit_ms.empty() ? -1 : median(f.limit_ms);
-    std::printf("%-12s %12.0f %12.0f %14.1f %5.1f (max %1.0f) %14.0f %12.0f\n", kinds[kind], med, mx,
-                med / step_ms, lost, lost_max, detect, limit);
+    std::printf("%-12s %12.0f %12.0f %14.1f %5.1f (max %1.0f) %14.0f %12.0f %5d/%-2d\n", kinds[kind],
+                med, mx, med / step_ms, lost, lost_max, detect, limit, f.from_memory, faults);
     if (json) {
       lz::config::json_object o;
       o.add("name", "recovery").add("fault", kinds[kind]).add("faults", int64_t{faults})
           .add("median_ms", med).add("max_ms", mx).add("median_step_ms", step_ms)
           .add("recovery_in_steps", med / step_ms).add("mean_steps_lost", lost)
-          .add("max_steps_lost", lost_max);
+          .add("max_steps_lost", lost_max).add("replica_every_steps", int64_t{replica_every})
+          .add("restored_from_memory", int64_t{f.from_memory});
       if (detect >= 0) o.add("median_detect_ms", detect).add("median_detect_limit_ms", limit);
       std::printf("%s\n", o.str().c_str());
     }

@@ -73,6 +73,9 @@ run_memory_estimate estimate_run_memory(const config::run_spec& spec,
   const int64_t snapshots = spec.checkpoint.every_steps > 0
       ? checked(checked_mul(tensor_bytes, snapshot_copies), "the checkpoint snapshots")
       : 0;
+  const int64_t copies = spec.fault_tolerance.replica_every_steps > 0
+      ? checked(checked_mul(tensor_bytes, spec.parallel.ranks > 1 ? 12 : 6), "the in-memory copies")
+      : 0;
   if (token_data_bytes > static_cast<uint64_t>(INT64_MAX))
     LZ_THROW(lz::spec_error, "token data of {} bytes: more than any machine holds",
              token_data_bytes);
@@ -88,7 +91,7 @@ run_memory_estimate estimate_run_memory(const config::run_spec& spec,
   for (const int64_t part : {tensor_bytes, tensor_bytes, reduction, activations})
     per_rank = checked(checked_add(per_rank, part), "one rank");
   int64_t total = checked(checked_mul(per_rank, spec.parallel.ranks), "the ranks of the run");
-  for (const int64_t part : {tensor_bytes, tensor_bytes, snapshots,
+  for (const int64_t part : {tensor_bytes, tensor_bytes, snapshots, copies,
                              static_cast<int64_t>(token_data_bytes)})
     total = checked(checked_add(total, part), "the whole run");
 
@@ -100,6 +103,7 @@ run_memory_estimate estimate_run_memory(const config::run_spec& spec,
   e.adam_v_bytes = static_cast<uint64_t>(tensor_bytes);
   e.activations_bytes = static_cast<uint64_t>(activations);
   e.checkpoint_snapshot_bytes = static_cast<uint64_t>(snapshots);
+  e.memory_copies_bytes = static_cast<uint64_t>(copies);
   e.token_data_bytes = token_data_bytes;
   e.total_bytes = static_cast<uint64_t>(total);
   return e;
@@ -119,12 +123,15 @@ void require_memory_fits(const config::run_spec& spec, uint64_t available_bytes,
       "  split among the ranks:\n"
       "  AdamW moments m       {:>12}\n"
       "  AdamW moments v       {:>12}\n"
-      "  checkpoint snapshots  {:>12}  (weights, m and v; checkpoint.every_steps = {})\n",
+      "  checkpoint snapshots  {:>12}  (weights, m and v; checkpoint.every_steps = {})\n"
+      "  in-memory copies      {:>12}  (own and buddy's, kept and filling; "
+      "fault_tolerance.replica_every_steps = {})\n",
       e.ranks, gib(e.parameters_bytes), e.parameter_count, gib(e.gradients_bytes),
       gib(e.reduction_bytes), spec.parallel.reduction, spec.data.slots,
       gib(e.activations_bytes), e.activation_micro_batch, e.activation_seq_len,
       gib(e.adam_m_bytes), gib(e.adam_v_bytes), gib(e.checkpoint_snapshot_bytes),
-      spec.checkpoint.every_steps);
+      spec.checkpoint.every_steps, gib(e.memory_copies_bytes),
+      spec.fault_tolerance.replica_every_steps);
   if (e.token_data_bytes > 0)
     parts += fmt::format("  token data            {:>12}\n", gib(e.token_data_bytes));
 
@@ -155,6 +162,10 @@ void require_memory_fits(const config::run_spec& spec, uint64_t available_bytes,
   if (!hints_prefix.empty())
     hints.push_back({(e.parameters_bytes + e.gradients_bytes) * static_cast<uint64_t>(e.ranks - 1),
                      hints_prefix});
+  if (e.memory_copies_bytes > 0)
+    hints.push_back({e.memory_copies_bytes,
+                     "fault_tolerance.replica_every_steps = 0 for no in-memory copies (every "
+                     "recovery then reads the newest checkpoint)"});
   if (e.checkpoint_snapshot_bytes > 0)
     hints.push_back({e.checkpoint_snapshot_bytes,
                      "checkpoint.every_steps = 0 for no snapshot buffers (and no checkpoints)"});

@@ -29,6 +29,10 @@ struct run_memory_estimate {
   uint64_t adam_m_bytes = 0;             // P x 4, AdamW first moments
   uint64_t adam_v_bytes = 0;             // P x 4, AdamW second moments
   uint64_t checkpoint_snapshot_bytes = 0;  // 3 x P x 4 (weights, m, v) when saving, else 0
+  uint64_t memory_copies_bytes = 0;      // with replica_every_steps > 0: 4 x 3 x P x 4, each
+                                         // rank's own copy and its buddy's, each twice (the
+                                         // kept one and the one being filled); one rank
+                                         // has no buddy: 2 x 3 x P x 4
   uint64_t token_data_bytes = 0;         // as given by the caller
   uint64_t total_bytes = 0;              // the sum of the parts
 };

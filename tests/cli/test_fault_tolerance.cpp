@@ -214,10 +214,16 @@ INSTANTIATE_TEST_SUITE_P(
         chaos_case{"two_faults", "train.after_step@7#1,train.after_step@9#0%1",
                    "--set checkpoint.async=false",
                    "rank 0 on node 'node0'", 2, 3},
-        // rank 1 dies at step 7, then rank 0 of the next world while it restores
+        // rank 1 dies at step 7, then rank 0 of the next world (the survivor) while it
+        // restores from memory: the copies died with it, the third world reads the disk
         chaos_case{"fault_during_recovery", "train.after_step@7#1,worker.restore#0%1",
                    "--set checkpoint.async=false",
-                   "fault injected at worker.restore", 2, 3}),
+                   "fault injected at worker.restore", 2, 3},
+        // copies every 4 steps, checkpoints every 5: after a fault at step 7 checkpoint 5
+        // is newer than the copies of step 4, and wins
+        chaos_case{"checkpoint_newer_than_copies", "train.after_step@7#1",
+                   "--set checkpoint.async=false --set fault_tolerance.replica_every_steps=4",
+                   "checkpoint step 5 is newer: restoring from disk", 1, 2}),
     [](const ::testing::TestParamInfo<chaos_case>& i) { return std::string(i.param.name); });
 
 // A recovered run whose coordinator is then killed resumes with the same command: the new
@@ -314,6 +320,9 @@ TEST(fault_tolerance, the_world_shrinks_from_4_to_2_ranks_and_grows_back_to_4_wi
   ASSERT_EQ(::kill(b.pid(), SIGKILL), 0);
   ASSERT_TRUE(coordinator.read_until("no replacement came: shrinking from 4 to 2 rank(s)", 60s))
       << coordinator.output();
+  // alpha's ranks hold beta's ranks' copies (each rank's buddy is on the other node): the
+  // smaller world restores from memory, resharding the copies by range
+  ASSERT_TRUE(coordinator.read_until("(memory; ", 60s)) << coordinator.output();
   lazarus_process c({"node", "--join", started.address, "--slots", "2", "--name", "beta"}, {});
   ASSERT_EQ(coordinator.wait(180s), 0) << coordinator.output();
   EXPECT_EQ(a.wait(30s), 0) << a.output();

@@ -109,6 +109,8 @@ TEST(estimate_run_memory, of_the_default_spec_matches_what_the_run_allocates) {
   EXPECT_EQ(e.adam_m_bytes, static_cast<uint64_t>(adam.end() - adam.begin()) * 4);
   EXPECT_EQ(e.adam_v_bytes, e.adam_m_bytes);
   EXPECT_EQ(e.checkpoint_snapshot_bytes, 3 * weights_bytes);  // checkpoint.every_steps = 50
+  // one rank: its own copy (weights, m, v), kept and filling; no buddy
+  EXPECT_EQ(e.memory_copies_bytes, spec.parallel.ranks > 1 ? 12 * weights_bytes : 6 * weights_bytes);
   EXPECT_EQ(e.token_data_bytes, 0u);
 
   // Training at (B 8, T 128), then the end-of-run sample of 200 tokens after "And ": its
@@ -125,23 +127,26 @@ TEST(estimate_run_memory, of_the_default_spec_matches_what_the_run_allocates) {
   // the exact reduction over 2 slots on one rank holds two more gradient buffers (the
   // world_step tests check that a step never holds more than peak_subtree_values())
   EXPECT_EQ(e.reduction_bytes, 2 * weights_bytes);
-  const uint64_t actual_total = 4 * weights_bytes + actual + 3 * weights_bytes + 2 * weights_bytes;
+  const uint64_t actual_total = 4 * weights_bytes + actual + 3 * weights_bytes + 2 * weights_bytes +
+                                e.memory_copies_bytes;
   EXPECT_GE(e.total_bytes, actual_total);
   EXPECT_LE(e.total_bytes, actual_total * 3 / 2);
   EXPECT_EQ(e.total_bytes, e.parameters_bytes + e.gradients_bytes + e.reduction_bytes +
                                e.adam_m_bytes + e.adam_v_bytes + e.activations_bytes +
-                               e.checkpoint_snapshot_bytes);
+                               e.checkpoint_snapshot_bytes + e.memory_copies_bytes);
 }
 
 TEST(estimate_run_memory, without_a_sample_activations_are_those_of_training) {
   run_spec spec;
   spec.run.sample_tokens = 0;
   spec.checkpoint.every_steps = 0;
+  spec.fault_tolerance.replica_every_steps = 0;
   const lz::engine::run_memory_estimate e = lz::engine::estimate_run_memory(spec, 12345);
   EXPECT_EQ(e.activation_seq_len, spec.data.seq_len);
   EXPECT_EQ(e.activations_bytes, static_cast<uint64_t>(gpt2::activation_bytes_for(
                                      gpt2_config::from_spec(spec), 8, 128)));
   EXPECT_EQ(e.checkpoint_snapshot_bytes, 0u);
+  EXPECT_EQ(e.memory_copies_bytes, 0u);
   EXPECT_EQ(e.token_data_bytes, 12345u);
   EXPECT_EQ(e.total_bytes, 4 * e.parameters_bytes + e.reduction_bytes + e.activations_bytes + 12345);
 }
@@ -158,7 +163,8 @@ TEST(estimate_run_memory, counts_a_model_per_rank_and_the_moments_once) {
   const uint64_t per_rank = b.parameters_bytes + b.gradients_bytes + b.reduction_bytes +
                             b.activations_bytes;
   EXPECT_EQ(b.total_bytes, 4 * per_rank + b.adam_m_bytes + b.adam_v_bytes +
-                               b.checkpoint_snapshot_bytes);
+                               b.checkpoint_snapshot_bytes + b.memory_copies_bytes);
+  EXPECT_EQ(b.memory_copies_bytes, 12 * b.parameters_bytes);  // own and buddy's, split
   run_spec fast = four;
   fast.parallel.reduction = "fast";
   EXPECT_EQ(lz::engine::estimate_run_memory(fast).reduction_bytes, 0u);
