@@ -95,7 +95,9 @@ caf::behavior coordinator_actor(caf::event_based_actor* self, coordinator_config
         if (st->ph == phase::joining) {
           self->send(self, tick_atom::value);  // assign once this reply is out
         } else if (st->ph == phase::recovering) {
-          self->send(self, msg::end_generation{st->generation});  // a replacement: try now
+          // a replacement: try now, unless the old world is still being fenced (its
+          // survivors' answers and the backoff come first)
+          if (st->restart_due) self->send(self, msg::end_generation{st->generation});
         } else {
           maybe_grow(self, *st);
         }

@@ -61,6 +61,7 @@ std::pair<int32_t, std::string> hang_blame(const coord_state& st,
 // smaller (down to min_ranks) once replace_timeout_ms passed without a replacement.
 void restart_world(caf::event_based_actor* self, coord_state& st) {
   if (st.ended) return;
+  st.restart_due = true;
   const config::run_spec& spec = st.cfg.spec;
   const int32_t usable = usable_slots(st);
   const auto now = health_clock::now();
@@ -170,6 +171,7 @@ void fence_and_restart(caf::event_based_actor* self, const std::shared_ptr<coord
   for (rank_info& r : st.ranks) r = rank_info{.node = r.node};
   st.restart_delay = delay;
   st.fence_open = true;
+  st.restart_due = false;
   if (st.survivors.empty()) {
     end_old_world(self, sp);
     return;

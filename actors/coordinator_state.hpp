@@ -144,6 +144,8 @@ struct coord_state {
   bool growing = false;           // the world stops at a step boundary to start larger
   std::vector<survivor> survivors;  // fenced (or being fenced) for the next world
   bool fence_open = false;        // survivors are still answering the fence
+  bool restart_due = false;       // the old world has ended and the backoff passed: the next
+                                  // world starts as soon as the slots allow (a join retries)
   std::chrono::milliseconds restart_delay{0};
   std::vector<int32_t> replica_to, replica_from;  // per rank of this world
   bool memory_restore = false;    // the restore under way is from the ranks' memory

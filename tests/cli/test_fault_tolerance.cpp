@@ -305,6 +305,30 @@ TEST(fault_tolerance, a_frozen_node_agent_is_lost_after_the_heartbeat_timeout_an
   expect_reference_result(dir, 80);
 }
 
+// A node agent killed and its replacement started at once, so that the replacement joins
+// while the survivor is still being fenced: the next world waits for the survivor's answer
+// (and the backoff) before it starts, and restores from the copies the survivor holds
+// (its own and its buddy's, the lost rank's), training no step again.
+TEST(fault_tolerance, a_replacement_joining_during_the_fence_waits_for_it_and_the_world_restores_from_memory) {
+  const std::string dir = lz::test::test_dir("ft-node-replaced");
+  auto started = lz::test::start_coordinator(
+      concat({"--no-progress", "--state-dir", dir}, spec_sets(20, 2, 2)), {});
+  lazarus_process& coordinator = *started.process;
+  ASSERT_FALSE(started.address.empty()) << coordinator.output();
+  lazarus_process a({"node", "--join", started.address, "--slots", "1", "--name", "alpha"}, {});
+  lazarus_process b({"node", "--join", started.address, "--slots", "1", "--name", "beta"}, {});
+  ASSERT_TRUE(coordinator.read_until("g0 step 6/20", 120s)) << coordinator.output();
+  ASSERT_EQ(::kill(b.pid(), SIGKILL), 0);
+  lazarus_process c({"node", "--join", started.address, "--slots", "1", "--name", "gamma"}, {});
+  ASSERT_EQ(coordinator.wait(180s), 0) << coordinator.output();
+  EXPECT_EQ(a.wait(30s), 0) << a.output();
+  EXPECT_EQ(c.wait(30s), 0) << c.output();
+  EXPECT_NE(coordinator.output().find("(memory; 0 step(s) trained again)"),
+            std::string::npos) << coordinator.output();
+  EXPECT_EQ(coordinator.output().find("(disk; "), std::string::npos) << coordinator.output();
+  expect_reference_result(dir, 20);
+}
+
 // 4 ranks on two node agents of 2 slots; one agent dies: the run waits for a replacement,
 // shrinks to 2 ranks, and grows back to 4 at the step boundary after a new agent joins
 // (under the lost one's name, as a restarted machine would).
