@@ -74,10 +74,8 @@ std::vector<step_line> steps_of(const std::string& metrics_path) {
   return out;
 }
 
-// The steps trained again that the first "recovered" line after offset `from` gives; -1
-// when there is none.
-// From the coordinator's "recovered in T ms from step S (SOURCE; N step(s) trained again)"
-// line: N, and whether SOURCE is memory.
+// From the first "recovered in T ms from step S (SOURCE; N step(s) trained again)" line of
+// the coordinator after offset `from`: N (-1 when there is none), and whether SOURCE is memory.
 std::pair<double, bool> steps_trained_again(const std::string& log, size_t from) {
   const size_t at = log.find("recovered in ", from);
   if (at == std::string::npos) return {-1, false};
