@@ -11,6 +11,7 @@
 #include <gloo/barrier.h>
 #include <gloo/math.h>
 #include <gloo/rendezvous/context.h>
+#include <gloo/transport/tcp/pair.h>
 #include <gloo/rendezvous/store.h>
 #include <gloo/transport/tcp/device.h>
 #include <gloo/transport/unbound_buffer.h>
@@ -42,6 +43,13 @@ private:
   rendezvous_store& store_;
   std::string prefix_;
   std::chrono::milliseconds timeout_;
+};
+
+// The member of a TCP pair that fails every wait on it and closes it; Gloo's buffers call it
+// when their wait times out, and it is protected in this Gloo. A class derived from the pair
+// may name it (it is never instantiated).
+struct pair_failer : gloo::transport::tcp::Pair {
+  static auto fail() { return &pair_failer::signalExceptionExternal; }
 };
 
 class gloo_communicator final : public communicator {
@@ -119,9 +127,21 @@ public:
     });
   }
 
+  // Fails every wait on this rank's connections, its own thread's included, and closes
+  // them, so that its peers' waits fail too. (Context::closeConnections alone closes the
+  // sockets without waking a wait in this rank: it would sit out its timeout.)
   void abort() override {
     errored_ = true;
-    context_->closeConnections();  // a waiting collective fails on every rank
+    for (int peer = 0; peer < context_->size; peer++) {
+      if (peer == context_->rank) continue;
+      std::unique_ptr<gloo::transport::Pair>& pair = context_->getPair(peer);
+      if (!pair) continue;
+      if (auto* tcp = dynamic_cast<gloo::transport::tcp::Pair*>(pair.get())) {
+        (tcp->*pair_failer::fail())(fmt::format("g{} rank {}: the communicator was aborted "
+                                                "(the world is fenced)", generation_, rank()));
+      }
+      pair->close();
+    }
   }
   bool errored() const override { return errored_; }
 

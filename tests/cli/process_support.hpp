@@ -162,6 +162,29 @@ inline started_coordinator start_coordinator(std::vector<std::string> args,
   return out;
 }
 
+// A coordinator (ARGS as for start_coordinator) and two node agents of `slots` slots each,
+// "alpha" and "beta", started in that order; no agents when the coordinator exited first.
+struct two_node_cluster {
+  started_coordinator started;
+  std::unique_ptr<lazarus_process> alpha, beta;
+  lazarus_process& coordinator() { return *started.process; }
+  const std::string& address() const { return started.address; }
+};
+inline two_node_cluster start_two_nodes(std::vector<std::string> args, int slots,
+                                        const std::vector<std::string>& env = {}) {
+  two_node_cluster out{start_coordinator(std::move(args), env), nullptr, nullptr};
+  if (out.started.address.empty()) return out;
+  const auto agent = [&](const char* name) {
+    return std::make_unique<lazarus_process>(
+        std::vector<std::string>{"node", "--join", out.started.address, "--slots",
+                                 std::to_string(slots), "--name", name},
+        env);
+  };
+  out.alpha = agent("alpha");
+  out.beta = agent("beta");
+  return out;
+}
+
 // Processes whose environment holds `tag` (e.g. "LAZARUS_TEST_TAG=abc"): what a run started
 // and left behind.
 inline std::set<pid_t> tagged_processes(const std::string& tag) {

@@ -51,13 +51,13 @@ TEST(cluster, separate_commands_train_the_same_weights_as_lazarus_run) {
   std::vector<std::string> args{"--no-progress", "--state-dir", dir + "/state"};
   const auto sets = spec_sets(12, 4, 2);
   args.insert(args.end(), sets.begin(), sets.end());
-  auto started = lz::test::start_coordinator(args, {tag_of("by-hand")});
-  lazarus_process& coordinator = *started.process;
-  const std::string address = started.address;
+  auto cluster = lz::test::start_two_nodes(args, 2, {tag_of("by-hand")});
+  lazarus_process& coordinator = cluster.coordinator();
+  const std::string address = cluster.address();
   ASSERT_FALSE(address.empty()) << coordinator.output();
   EXPECT_EQ(read_file(dir + "/state/coordinator.addr"), address + "\n");
-  lazarus_process a({"node", "--join", address, "--slots", "2", "--name", "alpha"}, {tag_of("by-hand")});
-  lazarus_process b({"node", "--join", address, "--slots", "2", "--name", "beta"}, {tag_of("by-hand")});
+  lazarus_process& a = *cluster.alpha;
+  lazarus_process& b = *cluster.beta;
   // a node that comes once every rank has its place is turned away, and the run goes on
   ASSERT_TRUE(coordinator.read_until("' runs rank(s) 2, 3", 60s)) << coordinator.output();
   lazarus_process late({"node", "--join", address, "--name", "gamma"}, {tag_of("by-hand")});

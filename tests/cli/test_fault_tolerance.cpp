@@ -180,6 +180,7 @@ struct chaos_case {
   const char* extra;           // more --set arguments
   const char* says;            // in the output
   int faults, generations;
+  const char* first_restore;   // where the first recovery restored from: "memory", "disk"
 };
 
 class chaos : public ::testing::TestWithParam<chaos_case> {};
@@ -194,6 +195,7 @@ TEST_P(chaos, the_run_recovers_on_its_own_with_the_reference_result) {
   EXPECT_EQ(json_field(summary, "faults"), std::to_string(c.faults)) << summary;
   EXPECT_EQ(json_field(summary, "generations"), std::to_string(c.generations)) << summary;
   EXPECT_GE(lz::test::json_number(summary, "recoveries"), 1) << summary;
+  EXPECT_EQ(restored_from(r.output).second, c.first_restore) << r.output;
   expect_reference_result(dir);
 }
 
@@ -201,29 +203,31 @@ INSTANTIATE_TEST_SUITE_P(
     fault_tolerance, chaos,
     ::testing::Values(
         // rank 1 dies after its reduction; rank 0 waits for it in the all-gather
-        chaos_case{"mid_collective", "train.before_update@7#1", "", "rank 1 on node 'node0'", 1, 2},
+        chaos_case{"mid_collective", "train.before_update@7#1", "", "rank 1 on node 'node0'", 1, 2, "memory"},
         // rank 1 dies writing its shard of step 6: that save is abandoned, step 3 restored
         chaos_case{"mid_checkpoint", "shard.mid_write@6#1", "--set checkpoint.every_steps=3",
-                   "the save of step 6 is abandoned", 1, 2},
+                   "the save of step 6 is abandoned", 1, 2, "memory"},
         // rank 1 stops (SIGSTOP) after step 7: rank 0 waits in a collective; the hang
-        // timeout fences the world, killing both
+        // timeout fences the world: rank 1 is killed, rank 0 aborts its own wait and
+        // carries on, and the new rank 1 gets its state from rank 0's copies
         chaos_case{"stopped_worker", "train.after_step@7#1:stop", "",
-                   "(the hang timeout): rank 1 on node 'node0'", 1, 2},
+                   "(the hang timeout): rank 1 on node 'node0'", 1, 2, "memory"},
         // rank 1 dies at step 7, then rank 0 of the next world (the survivor) two steps
         // after it recovered from memory; the new rank 1 then holds both copies
         chaos_case{"two_faults", "train.after_step@7#1,train.after_step@9#0%1",
                    "--set checkpoint.async=false",
-                   "rank 0 on node 'node0'", 2, 3},
+                   "rank 0 on node 'node0'", 2, 3, "memory"},
         // rank 1 dies at step 7, then rank 0 of the next world (the survivor) while it
-        // restores from memory: the copies died with it, the third world reads the disk
+        // restores from memory: the copies died with it, the third world (the first to
+        // finish a recovery) reads the disk
         chaos_case{"fault_during_recovery", "train.after_step@7#1,worker.restore#0%1",
                    "--set checkpoint.async=false",
-                   "fault injected at worker.restore", 2, 3},
+                   "fault injected at worker.restore", 2, 3, "disk"},
         // copies every 4 steps, checkpoints every 5: after a fault at step 7 checkpoint 5
         // is newer than the copies of step 4, and wins
         chaos_case{"checkpoint_newer_than_copies", "train.after_step@7#1",
                    "--set checkpoint.async=false --set fault_tolerance.replica_every_steps=4",
-                   "checkpoint step 5 is newer: restoring from disk", 1, 2}),
+                   "checkpoint step 5 is newer: restoring from disk", 1, 2, "disk"}),
     [](const ::testing::TestParamInfo<chaos_case>& i) { return std::string(i.param.name); });
 
 // A recovered run whose coordinator is then killed resumes with the same command: the new
@@ -279,6 +283,9 @@ TEST(fault_tolerance, a_killed_node_agent_shrinks_the_world_and_the_run_ends_wit
   const std::string summary = read_file(dir + "/summary.json");
   EXPECT_EQ(json_field(summary, "final_world_size"), "1") << summary;
   EXPECT_GE(lz::test::json_number(summary, "faults"), 1) << summary;
+  // the survivor held both ranges (its own and its buddy's, the lost rank's)
+  EXPECT_EQ(restored_from(run.output()).second, "memory") << run.output();
+  EXPECT_EQ(run.output().find("did not answer the fence in time"), std::string::npos) << run.output();
   expect_reference_result(dir, 20);
 }
 
@@ -308,29 +315,24 @@ TEST(fault_tolerance, a_frozen_node_agent_is_lost_after_the_heartbeat_timeout_an
 // A node agent killed and its replacement started at once, so that the replacement joins
 // while the survivor is still being fenced: the next world waits for the survivor's answer
 // (and the backoff) before it starts, and restores from the copies the survivor holds
-// (its own and its buddy's, the lost rank's), training no step again; else it waits for the
-// fence to time out on the survivor.
+// (its own and its buddy's, the lost rank's), training no step again.
 TEST(fault_tolerance, a_replacement_joining_during_the_fence_waits_for_it_and_the_world_restores_from_memory) {
   const std::string dir = lz::test::test_dir("ft-node-replaced");
-  auto started = lz::test::start_coordinator(
-      concat({"--no-progress", "--state-dir", dir}, spec_sets(20, 2, 2)), {});
-  lazarus_process& coordinator = *started.process;
-  ASSERT_FALSE(started.address.empty()) << coordinator.output();
-  lazarus_process a({"node", "--join", started.address, "--slots", "1", "--name", "alpha"}, {});
-  lazarus_process b({"node", "--join", started.address, "--slots", "1", "--name", "beta"}, {});
+  auto cluster = lz::test::start_two_nodes(
+      concat({"--no-progress", "--state-dir", dir}, spec_sets(20, 2, 2)), 1);
+  lazarus_process& coordinator = cluster.coordinator();
+  ASSERT_FALSE(cluster.address().empty()) << coordinator.output();
   ASSERT_TRUE(coordinator.read_until("g0 step 6/20", 120s)) << coordinator.output();
-  ASSERT_EQ(::kill(b.pid(), SIGKILL), 0);
-  lazarus_process c({"node", "--join", started.address, "--slots", "1", "--name", "gamma"}, {});
+  ASSERT_EQ(::kill(cluster.beta->pid(), SIGKILL), 0);
+  lazarus_process c({"node", "--join", cluster.address(), "--slots", "1", "--name", "gamma"}, {});
   ASSERT_EQ(coordinator.wait(180s), 0) << coordinator.output();
-  EXPECT_EQ(a.wait(30s), 0) << a.output();
+  EXPECT_EQ(cluster.alpha->wait(30s), 0) << cluster.alpha->output();
   EXPECT_EQ(c.wait(30s), 0) << c.output();
-  // The next world starts only after the survivor answered (a memory restore) or after the
-  // fence timed out on it. The second still happens when the survivor had aborted its own
-  // Gloo context before the lost peer's sockets closed (Gloo does not wake the aborting
-  // rank's own wait): an open fault of the warm path, see README.
+  // The next world starts only after the survivor answered: a memory restore. (The
+  // survivor's own wait on the lost peer ends with its abort, so it answers in time.)
   const std::string& out = coordinator.output();
-  EXPECT_TRUE(out.find("(memory; 0 step(s) trained again)") != std::string::npos ||
-              out.find("did not answer the fence in time") != std::string::npos) << out;
+  EXPECT_NE(out.find("(memory; 0 step(s) trained again)"), std::string::npos) << out;
+  EXPECT_EQ(out.find("did not answer the fence in time"), std::string::npos) << out;
   expect_reference_result(dir, 20);
 }
 
@@ -339,21 +341,23 @@ TEST(fault_tolerance, a_replacement_joining_during_the_fence_waits_for_it_and_th
 // (under the lost one's name, as a restarted machine would).
 TEST(fault_tolerance, the_world_shrinks_from_4_to_2_ranks_and_grows_back_to_4_with_the_reference_result) {
   const std::string dir = lz::test::test_dir("ft-shrink-grow");
-  auto started = lz::test::start_coordinator(
-      concat({"--no-progress", "--state-dir", dir}, spec_sets(40, 4, 2)), {});
-  lazarus_process& coordinator = *started.process;
-  ASSERT_FALSE(started.address.empty()) << coordinator.output();
-  lazarus_process a({"node", "--join", started.address, "--slots", "2", "--name", "alpha"}, {});
-  lazarus_process b({"node", "--join", started.address, "--slots", "2", "--name", "beta"}, {});
+  auto cluster = lz::test::start_two_nodes(
+      concat({"--no-progress", "--state-dir", dir}, spec_sets(40, 4, 2)), 2);
+  lazarus_process& coordinator = cluster.coordinator();
+  ASSERT_FALSE(cluster.address().empty()) << coordinator.output();
   ASSERT_TRUE(coordinator.read_until("g0 step 4/40", 120s)) << coordinator.output();
-  ASSERT_EQ(::kill(b.pid(), SIGKILL), 0);
+  ASSERT_EQ(::kill(cluster.beta->pid(), SIGKILL), 0);
   ASSERT_TRUE(coordinator.read_until("no replacement came: shrinking from 4 to 2 rank(s)", 60s))
       << coordinator.output();
-  lazarus_process c({"node", "--join", started.address, "--slots", "2", "--name", "beta"}, {});
+  lazarus_process c({"node", "--join", cluster.address(), "--slots", "2", "--name", "beta"}, {});
   ASSERT_EQ(coordinator.wait(180s), 0) << coordinator.output();
-  EXPECT_EQ(a.wait(30s), 0) << a.output();
+  EXPECT_EQ(cluster.alpha->wait(30s), 0) << cluster.alpha->output();
   EXPECT_EQ(c.wait(30s), 0) << c.output();
   EXPECT_NE(coordinator.output().find("growing from 2 to 4 rank(s)"), std::string::npos)
+      << coordinator.output();
+  // the two survivors held every range of the lost node's ranks (their buddies' copies)
+  EXPECT_EQ(restored_from(coordinator.output()).second, "memory") << coordinator.output();
+  EXPECT_EQ(coordinator.output().find("did not answer the fence in time"), std::string::npos)
       << coordinator.output();
   const std::string summary = read_file(dir + "/summary.json");
   EXPECT_EQ(json_field(summary, "final_world_size"), "4") << summary;

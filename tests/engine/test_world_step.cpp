@@ -20,6 +20,7 @@
 #include "engine/optimizer.hpp"
 #include "engine/rng.hpp"
 #include "engine/slot_tree.hpp"
+#include "engine/timed_communicator.hpp"
 #include "engine/token_shard.hpp"
 #include "engine/train_step.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -326,9 +327,7 @@ TEST(gloo_communicator, a_hung_peer_fails_the_collective_after_the_timeout) {
 }
 
 // A fence: rank 1 waits in a collective; rank 0, fenced instead, aborts its communicator,
-// and rank 1's collective fails long before the timeout. (Gloo's abort closes the rank's
-// connections, which its peers see at once; a collective waiting in the aborting rank
-// itself is not woken: it waits for a peer to close or for its timeout.)
+// and rank 1's collective fails long before the timeout.
 TEST(gloo_communicator, an_aborting_rank_fails_its_peers_collective_at_once) {
   std::string error;
   on_threads(2, [&](int rank, communicator& c) {
@@ -347,6 +346,41 @@ TEST(gloo_communicator, an_aborting_rank_fails_its_peers_collective_at_once) {
         << "the peer's abort did not end the wait";
   }, std::chrono::seconds(20), transport::gloo);
   EXPECT_NE(error.find("barrier failed"), std::string::npos) << error;
+}
+
+// A fence of a rank whose own collective waits on a hung peer (alive, connected, never
+// joining): the abort, from another thread, ends that wait at once, long before the
+// collective's timeout; the peer has not closed anything.
+TEST(gloo_communicator, an_abort_ends_the_aborting_ranks_own_wait_at_once) {
+  memory_store store;
+  const auto timeout = std::chrono::seconds(60);
+  std::promise<void> done;
+  auto finished = done.get_future();
+  std::thread hung([&] {
+    const std::unique_ptr<communicator> c = connect_gloo(store, 1, 2, 7, {.timeout = timeout});
+    finished.wait_for(std::chrono::seconds(30));  // connected, never in a collective
+  });
+  timed_communicator c(connect_gloo(store, 0, 2, 7, {.timeout = timeout}));
+  std::string error;
+  std::chrono::steady_clock::duration waited{};
+  std::thread waiter([&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      c.barrier();
+    } catch (const comm_error& e) {
+      error = e.what();
+    }
+    waited = std::chrono::steady_clock::now() - t0;
+  });
+  for (int i = 0; i < 5000 && !c.in_collective(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(c.in_collective()) << "the barrier never started";
+  c.abort();
+  waiter.join();
+  done.set_value();
+  hung.join();
+  EXPECT_LT(waited, std::chrono::seconds(10)) << "the abort did not end this rank's own wait";
+  EXPECT_NE(error.find("g7 rank 0 of 2: barrier failed"), std::string::npos) << error;
+  EXPECT_NE(error.find("the communicator was aborted"), std::string::npos) << error;
 }
 
 TEST_F(world_step, more_ranks_than_slots_still_train_the_same_weights) {
