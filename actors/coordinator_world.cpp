@@ -240,12 +240,10 @@ void assign_and_start(caf::event_based_actor* self, coord_state& st) {
     std::vector<int32_t> all = s.ranks;
     all.insert(all.end(), s.adopt_ranks.begin(), s.adopt_ranks.end());
     std::sort(all.begin(), all.end());
-    std::string list;
-    for (int32_t r : all) list += (list.empty() ? "" : ", ") + std::to_string(r);
-    std::string kept;
-    for (int32_t r : s.adopt_ranks) kept += (kept.empty() ? "" : ", ") + std::to_string(r);
-    st.cfg.log->info("g{}: node '{}' runs rank(s) {}{}", st.generation, node_name(st, node), list,
-                     kept.empty() ? "" : fmt::format(" (carried on: {})", kept));
+    st.cfg.log->info("g{}: node '{}' runs rank(s) {}{}", st.generation, node_name(st, node),
+                     fmt::join(all, ", "),
+                     s.adopt_ranks.empty() ? ""
+                                           : fmt::format(" (carried on: {})", fmt::join(s.adopt_ranks, ", ")));
     s.generation = st.generation;
     s.world = st.world;
     self->send(st.nodes[static_cast<size_t>(node)].agent, s);
