@@ -319,7 +319,8 @@ std::vector<msg::wire_held> held_copies(const checkpoint::memory_snapshot& snap)
 // fence, answers it with the copies this worker holds, and returns its place in the next
 // world; none when it is to leave or the coordinator is gone.
 std::optional<world_place> await_next_world(worker_shared& sh, const checkpoint::memory_snapshot& snap,
-                                            const caf::actor& coordinator, spdlog::logger& log) {
+                                            int32_t old_rank, const caf::actor& coordinator,
+                                            spdlog::logger& log) {
   for (;;) {
     control c = sh.inbox.pop(k_control_timeout);
     if (auto* lost = std::get_if<coordinator_lost>(&c)) {
@@ -335,6 +336,7 @@ std::optional<world_place> await_next_world(worker_shared& sh, const checkpoint:
                "cop{} (own of step {}, replica of step {})", f->generation,
                held_copies(snap).size(), held_copies(snap).size() == 1 ? "y" : "ies",
                snap.own.step, snap.replica.step);
+      checkpoint::fault_point("worker.fenced", snap.own.step, old_rank);
       caf::anon_send(coordinator, msg::rank_fenced{f->generation, static_cast<int32_t>(::getpid()),
                                                    held_copies(snap)});
       continue;
@@ -525,7 +527,7 @@ int run_worker(const worker_options& options) {
     }
     if (ended == world_end::finished) return leave(0);
     if (ended == world_end::fatal) return leave(1);
-    const std::optional<world_place> next = await_next_world(*sh, snap, coordinator, *log);
+    const std::optional<world_place> next = await_next_world(*sh, snap, place.rank, coordinator, *log);
     if (!next) return leave(sh->stop_asked() ? 1 : 0);
     place = *next;
   }

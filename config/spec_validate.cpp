@@ -283,6 +283,11 @@ void check_fault_tolerance(const run_spec& spec, rule_book& rules) {
                  "use 0 to respawn at once", "use at most 10 minutes");
   rules.in_range(ft.replica_every_steps, 0, max_steps, "fault_tolerance.replica_every_steps",
                  "use 0 to recover from disk only", "lower it, or use 0 for disk only");
+  rules.require(spec.run.steps < 1 || ft.replica_every_steps <= spec.run.steps,  // else: run.steps's
+                "fault_tolerance.replica_every_steps",
+                fmt::format("{} is more than run.steps ({}): no in-memory copy would ever be "
+                            "made; use at most run.steps, or 0 to recover from disk only",
+                            ft.replica_every_steps, spec.run.steps));
   rules.in_range(ft.max_nonfinite_steps, 1, 1000, "fault_tolerance.max_nonfinite_steps",
                  "stop at the first non-finite step with 1", "use at most 1000");
 }

@@ -223,6 +223,11 @@ INSTANTIATE_TEST_SUITE_P(
         chaos_case{"fault_during_recovery", "train.after_step@7#1,worker.restore#0%1",
                    "--set checkpoint.async=false",
                    "fault injected at worker.restore", 2, 3, "disk"},
+        // rank 1 dies at step 7, then rank 0 (the survivor) as it answers its fence: the
+        // copies died with it, and the next world starts from the newest checkpoint
+        chaos_case{"survivor_killed_during_the_fence", "train.after_step@7#1,worker.fenced#0",
+                   "--set checkpoint.async=false",
+                   "a survivor of the last world is gone before the next began", 2, 2, "disk"},
         // copies every 4 steps, checkpoints every 5: after a fault at step 7 checkpoint 5
         // is newer than the copies of step 4, and wins
         chaos_case{"checkpoint_newer_than_copies", "train.after_step@7#1",

@@ -93,6 +93,8 @@ const broken_rule broken_rules[] = {
    "fault_tolerance.max_ranks", "must be 0 (parallel.ranks) or in [parallel.ranks (2)"},
   {"max_ranks_above_slots", {"data.slots=2", "fault_tolerance.max_ranks=4"},
    "fault_tolerance.max_ranks", "a rank without a slot would hold an optimizer range"},
+  {"copies_rarer_than_the_run", {"run.steps=10", "fault_tolerance.replica_every_steps=11"},
+   "fault_tolerance.replica_every_steps", "no in-memory copy would ever be made"},
   {"no_nonfinite_step_allowed", {"fault_tolerance.max_nonfinite_steps=0"},
    "fault_tolerance.max_nonfinite_steps", "must be >= 1"},
   {"unknown_log_level", {"logging.level=verbose"}, "logging.level",
