@@ -11,9 +11,9 @@
 #include <gloo/barrier.h>
 #include <gloo/math.h>
 #include <gloo/rendezvous/context.h>
-#include <gloo/transport/tcp/pair.h>
 #include <gloo/rendezvous/store.h>
 #include <gloo/transport/tcp/device.h>
+#include <gloo/transport/tcp/pair.h>
 #include <gloo/transport/unbound_buffer.h>
 
 namespace lz::engine {
@@ -132,13 +132,14 @@ public:
   // sockets without waking a wait in this rank: it would sit out its timeout.)
   void abort() override {
     errored_ = true;
+    const std::string why =
+        fmt::format("g{} rank {}: the communicator was aborted (the world is fenced)", generation_, rank());
     for (int peer = 0; peer < context_->size; peer++) {
       if (peer == context_->rank) continue;
       std::unique_ptr<gloo::transport::Pair>& pair = context_->getPair(peer);
       if (!pair) continue;
       if (auto* tcp = dynamic_cast<gloo::transport::tcp::Pair*>(pair.get())) {
-        (tcp->*pair_failer::fail())(fmt::format("g{} rank {}: the communicator was aborted "
-                                                "(the world is fenced)", generation_, rank()));
+        (tcp->*pair_failer::fail())(why);
       }
       pair->close();
     }
