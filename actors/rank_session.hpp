@@ -81,7 +81,9 @@ public:
   void restore_from_memory(const checkpoint::memory_snapshot& snap, int64_t step,
                            const std::vector<checkpoint::held_range>& held);
 
-  // Checkpoints: this rank's shards go through `committer` into its root dir.
+  // Checkpoints: this rank's shards go through `committer` into its root dir. The
+  // committer must outlive this session (or its detach_checkpointer()): a save in flight
+  // reports to it until the detach, which the destructor does, has waited for it.
   void attach_checkpointer(checkpoint::commit_protocol& committer,
                            const checkpoint::checkpointer_options& options,
                            const std::string& run_id, int64_t generation);

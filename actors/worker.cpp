@@ -428,14 +428,16 @@ int run_worker(const worker_options& options) {
                              spec.data.seq_len, 2, timeout);
       engine::window_record windows(batches, windows_path(setup.state_dir, place.generation, place.rank),
                                     place.generation, spec.data.micro_batch * spec.data.seq_len);
+      // The committer outlives the session: a save still in flight when this world fails
+      // reports to it while the session's destructor waits for that save.
+      remote_committer committer(sys, setup.catalog, setup.checkpoint_root, place.generation,
+                                 std::chrono::minutes(10));
       rank_session session(spec, comm, windows, log);
       session.backend().use_in_this_thread();
       if (place.rank == 0 && !val) {
         val.emplace(engine::token_dataset::from_glob(spec.data.val_shards, spec.model.vocab_size));
       }
       const engine::token_dataset* val_set = place.rank == 0 ? &*val : nullptr;
-      remote_committer committer(sys, setup.catalog, setup.checkpoint_root, place.generation,
-                                 std::chrono::minutes(10));
       session.attach_checkpointer(committer, {.async = spec.checkpoint.async}, setup.run_id,
                                   place.generation);
       caf::anon_send(coordinator, msg::worker_ready{place.generation, place.rank});

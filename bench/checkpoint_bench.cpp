@@ -216,11 +216,11 @@ int main(int argc, char** argv) {
   const auto log = lz::bench::null_logger();
   lz::engine::inproc_world world(1, 0, std::chrono::minutes(10));
   const auto comm = world.connect(0);
-  lz::actors::rank_session session(spec, *comm, data, log);
-  session.backend().use_in_this_thread();
-  session.init_weights();
   auto cat = lz::checkpoint::catalog::create(dir + "/state", "bench");
   lz::checkpoint::committer committer(*cat, {dir + "/state/checkpoints", {2, 0}, false}, log);
+  lz::actors::rank_session session(spec, *comm, data, log);  // after its committer
+  session.backend().use_in_this_thread();
+  session.init_weights();
   session.attach_checkpointer(committer, {.async = true}, "bench", 0);
   // Baseline: the median of 6 steps with no save in flight. Then, for each of the two ways
   // a rank session can take a snapshot, one save: "fused" (the next AdamW update writes what

@@ -336,7 +336,8 @@ TEST(fault_tolerance, a_replacement_joining_during_the_fence_waits_for_it_and_th
   // The next world starts only after the survivor answered: a memory restore. (The
   // survivor's own wait on the lost peer ends with its abort, so it answers in time.)
   const std::string& out = coordinator.output();
-  EXPECT_NE(out.find("(memory; 0 step(s) trained again)"), std::string::npos) << out;
+  EXPECT_NE(out.find("(memory; 0 step(s) trained again)"), std::string::npos)
+      << out << "\nthe survivor's node agent:\n" << cluster.alpha->output();
   EXPECT_EQ(out.find("did not answer the fence in time"), std::string::npos) << out;
   expect_reference_result(dir, 20);
 }
