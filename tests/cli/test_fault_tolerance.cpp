@@ -204,7 +204,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         // rank 1 dies after its reduction; rank 0 waits for it in the all-gather
         chaos_case{"mid_collective", "train.before_update@7#1", "", "rank 1 on node 'node0'", 1, 2, "memory"},
-        // rank 1 dies writing its shard of step 6: that save is abandoned, step 3 restored
+        // rank 1 dies writing its shard of step 6: that save is abandoned, and the next
+        // world restores step 6 from the ranks' in-memory copies
         chaos_case{"mid_checkpoint", "shard.mid_write@6#1", "--set checkpoint.every_steps=3",
                    "the save of step 6 is abandoned", 1, 2, "memory"},
         // rank 1 stops (SIGSTOP) after step 7: rank 0 waits in a collective; the hang
