@@ -14,6 +14,7 @@
 #include <gloo/rendezvous/store.h>
 #include <gloo/transport/tcp/device.h>
 #include <gloo/transport/tcp/pair.h>
+#include <gloo/transport/tcp/unbound_buffer.h>
 #include <gloo/transport/unbound_buffer.h>
 
 namespace lz::engine {
@@ -45,12 +46,29 @@ private:
   std::chrono::milliseconds timeout_;
 };
 
-// The member of a TCP pair that fails every wait on it and closes it; Gloo's buffers call it
-// when their wait times out, and it is protected in this Gloo. A class derived from the pair
-// may name it (it is never instantiated).
-struct pair_failer : gloo::transport::tcp::Pair {
-  static auto fail() { return &pair_failer::signalExceptionExternal; }
+// Protected members of a TCP pair, which a class derived from it may name (it is never
+// instantiated): the call that fails every wait on the pair and closes it (Gloo's buffers
+// make it when their wait times out), the pair's lock, the operation it is reading and
+// those it is writing.
+struct pair_access : gloo::transport::tcp::Pair {
+  static auto fail() { return &pair_access::signalExceptionExternal; }
+  static auto lock() { return &pair_access::m_; }
+  static auto reading() { return &pair_access::rx_; }
+  static auto writing() { return &pair_access::tx_; }
 };
+
+// A failing pair (a peer's connection lost, or the abort below) fails the waits of the
+// operations still queued on it, but not the waits of the message it is reading or writing
+// at that moment (those operations have left the queues): a peer that dies in the middle
+// of a message would leave this rank waiting out the whole timeout. This ends those waits.
+void wake_the_transfers_under_way(gloo::transport::tcp::Pair& pair) {
+  using buffer_ref = gloo::NonOwningPtr<gloo::transport::tcp::UnboundBuffer>;
+  std::lock_guard lock(pair.*pair_access::lock());
+  if (const buffer_ref in((pair.*pair_access::reading()).ubuf); in) in->abortWaitRecv();
+  for (const gloo::transport::tcp::Op& op : pair.*pair_access::writing()) {
+    if (const buffer_ref out(op.ubuf); out) out->abortWaitSend();
+  }
+}
 
 class gloo_communicator final : public communicator {
 public:
@@ -118,18 +136,21 @@ public:
         out.push_back(context_->createUnboundBuffer(t.data, static_cast<size_t>(t.bytes)));
         out.back()->send(t.peer, slot_of(t.tag));
       }
+      // (Gloo's waits throw when they time out; they return false when an abort woke them.)
       for (auto& b : in) {
-        if (!b->waitRecv(timeout_)) LZ_THROW(comm_error, "a receive timed out after {} ms", timeout_.count());
+        if (!b->waitRecv(timeout_)) LZ_THROW(comm_error, "a receive was aborted");
       }
       for (auto& b : out) {
-        if (!b->waitSend(timeout_)) LZ_THROW(comm_error, "a send timed out after {} ms", timeout_.count());
+        if (!b->waitSend(timeout_)) LZ_THROW(comm_error, "a send was aborted");
       }
     });
   }
 
   // Fails every wait on this rank's connections, its own thread's included, and closes
   // them, so that its peers' waits fail too. (Context::closeConnections alone closes the
-  // sockets without waking a wait in this rank: it would sit out its timeout.)
+  // sockets without waking a wait in this rank: it would sit out its timeout. A pair that
+  // has failed already, its peer gone, ignores the first call; the second still wakes the
+  // message it was in the middle of.)
   void abort() override {
     errored_ = true;
     const std::string why =
@@ -139,7 +160,8 @@ public:
       std::unique_ptr<gloo::transport::Pair>& pair = context_->getPair(peer);
       if (!pair) continue;
       if (auto* tcp = dynamic_cast<gloo::transport::tcp::Pair*>(pair.get())) {
-        (tcp->*pair_failer::fail())(why);
+        (tcp->*pair_access::fail())(why);
+        wake_the_transfers_under_way(*tcp);
       }
       pair->close();
     }
@@ -177,10 +199,16 @@ private:
     }
     try {
       f();
-    } catch (const std::exception& e) {  // gloo::IoException, gloo::EnforceNotMet
+    } catch (const std::exception& e) {  // gloo::IoException, gloo::EnforceNotMet, ours
       errored_ = true;
       LZ_THROW(comm_error, "g{} rank {} of {}: {} failed: {}", generation_, rank(), world_size(),
                op, e.what());
+    }
+    // Gloo's collectives do not look at what a woken wait returns: one that an abort cut
+    // short may return as if it were complete.
+    if (errored_) {
+      LZ_THROW(comm_error, "g{} rank {} of {}: {} failed: the communicator was aborted while "
+               "it ran (the world is fenced)", generation_, rank(), world_size(), op);
     }
   }
 

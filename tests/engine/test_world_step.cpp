@@ -1,5 +1,6 @@
 // The world-aware step: the slot tree, the in-process communicator, and the headline: the
 // same weights, bit for bit, on 1, 2, 3 and 4 ranks with the exact reduction.
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <functional>
@@ -381,6 +382,61 @@ TEST(gloo_communicator, an_abort_ends_the_aborting_ranks_own_wait_at_once) {
   EXPECT_LT(waited, std::chrono::seconds(10)) << "the abort did not end this rank's own wait";
   EXPECT_NE(error.find("g7 rank 0 of 2: barrier failed"), std::string::npos) << error;
   EXPECT_NE(error.find("the communicator was aborted"), std::string::npos) << error;
+}
+
+// A sender fenced in the middle of a large message: Gloo fails the waits of the operations
+// queued on a failing connection, but not those of the message under way, on either side.
+// The sender's abort ends its own send, the receiver's (its connection already reset by
+// the sender's) ends its receive, both long before the timeout.
+TEST(gloo_communicator, an_abort_ends_a_message_under_way_on_both_sides) {
+  memory_store store;
+  const auto timeout = std::chrono::seconds(60);
+  const int64_t n = int64_t{1} << 28;  // 1 GiB of floats: many socket buffers' worth
+  std::promise<communicator*> sender_ready;
+  std::promise<void> sender_may_go;
+  std::string sender_error;
+  std::chrono::steady_clock::time_point sender_ended;
+  std::thread sender([&] {
+    const std::unique_ptr<communicator> c = connect_gloo(store, 1, 2, 7, {.timeout = timeout});
+    std::vector<float> data(static_cast<size_t>(n), 1.0f);
+    sender_ready.set_value(c.get());
+    try {
+      c->exchange({{.peer = 0, .tag = 0, .data = data.data(), .bytes = n * 4}}, {});
+    } catch (const comm_error& e) {
+      sender_error = e.what();
+    }
+    sender_ended = std::chrono::steady_clock::now();
+    sender_may_go.get_future().wait_for(std::chrono::seconds(60));
+  });
+  timed_communicator c(connect_gloo(store, 0, 2, 7, {.timeout = timeout}));
+  communicator* failing_sender = sender_ready.get_future().get();
+  std::vector<float> in(static_cast<size_t>(n), -1.0f);
+  std::string error;
+  std::chrono::steady_clock::duration waited{};
+  std::thread receiver([&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      c.exchange({}, {{.peer = 1, .tag = 0, .data = in.data(), .bytes = n * 4}});
+    } catch (const comm_error& e) {
+      error = e.what();
+    }
+    waited = std::chrono::steady_clock::now() - t0;
+  });
+  const auto arrived = [&](size_t i) { return std::atomic_ref<float>(in[i]).load() != -1.0f; };
+  for (int i = 0; i < 30000 && !arrived(0); i++) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(arrived(0)) << "the message never started to arrive";
+  const auto aborted = std::chrono::steady_clock::now();
+  failing_sender->abort();  // its connections reset, like a killed process's
+  const bool cut = !arrived(in.size() - 1);
+  c.abort();
+  receiver.join();
+  sender_may_go.set_value();
+  sender.join();
+  ASSERT_TRUE(cut) << "the whole message arrived before the sender failed: the case was not reached";
+  EXPECT_LT(waited, std::chrono::seconds(10)) << "the abort did not end the receive under way";
+  EXPECT_NE(error.find("g7 rank 0 of 2: exchange failed"), std::string::npos) << error;
+  EXPECT_LT(sender_ended - aborted, std::chrono::seconds(10)) << "the abort did not end the send under way";
+  EXPECT_NE(sender_error.find("g7 rank 1 of 2: exchange failed"), std::string::npos) << sender_error;
 }
 
 TEST_F(world_step, more_ranks_than_slots_still_train_the_same_weights) {
