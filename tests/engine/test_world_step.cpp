@@ -424,7 +424,7 @@ TEST(gloo_communicator, an_abort_ends_a_message_under_way_on_both_sides) {
   });
   const auto arrived = [&](size_t i) { return std::atomic_ref<float>(in[i]).load() != -1.0f; };
   for (int i = 0; i < 30000 && !arrived(0); i++) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  ASSERT_TRUE(arrived(0)) << "the message never started to arrive";
+  const bool started = arrived(0);  // asserted once the threads are joined
   const auto aborted = std::chrono::steady_clock::now();
   failing_sender->abort();  // its connections reset, like a killed process's
   const bool cut = !arrived(in.size() - 1);
@@ -432,6 +432,7 @@ TEST(gloo_communicator, an_abort_ends_a_message_under_way_on_both_sides) {
   receiver.join();
   sender_may_go.set_value();
   sender.join();
+  ASSERT_TRUE(started) << "the message never started to arrive";
   ASSERT_TRUE(cut) << "the whole message arrived before the sender failed: the case was not reached";
   EXPECT_LT(waited, std::chrono::seconds(10)) << "the abort did not end the receive under way";
   EXPECT_NE(error.find("g7 rank 0 of 2: exchange failed"), std::string::npos) << error;

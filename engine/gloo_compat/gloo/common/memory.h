@@ -4,8 +4,8 @@
 // std::weak_ptr, a strong one one std::shared_ptr (the library hands out weak references to
 // an unbound buffer and, while it uses the buffer, holds a strong one, which the buffer's
 // destructor waits for). Lazarus includes pair.h to reach an existing tcp::Pair
-// (engine/gloo_communicator.cpp: its abort fails the pair and wakes the receive the pair is
-// reading); it never constructs a Pair, an Op or a buffer (unbound_buffer.h names the
+// (engine/gloo_communicator.cpp: its abort fails the pair and wakes the message the pair is
+// reading or writing); it never constructs a Pair, an Op or a buffer (unbound_buffer.h names the
 // constructor of a weak reference inline). engine/CMakeLists.txt adds this
 // directory only when the system lacks the header.
 #pragma once
